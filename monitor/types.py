@@ -1,0 +1,169 @@
+"""Records that cross a stage boundary.
+
+Every stage of the pipeline (config -> fetch -> parse -> dedup -> extract ->
+match -> store/outbox -> notify) hands the next one frozen dataclasses from
+this module, never dicts from a library. They are plain data and pickle, so
+parsing and extraction can run in worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# --------------------------------------------------------------------------
+# fetch
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one HTTP fetch; failures are values, never exceptions.
+
+    ``error`` is ``None`` on success (2xx or 304). ``error_kind`` is a short
+    machine-readable reason ("refused", "timeout", "too_large", "http",
+    "redirects", "connection", "invalid_url", ...), ``error`` a human one.
+    """
+
+    url: str  # the URL asked for
+    final_url: str  # after redirects
+    status: int | None  # HTTP status, None when no response arrived
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    # the last URL of a chain of permanent (301/308) redirects, if any
+    permanent_redirect: str | None = None
+    retry_after: float | None = None  # seconds, from Retry-After on 429/503
+    error_kind: str | None = None
+    error: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --------------------------------------------------------------------------
+# parse
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One entry of a feed, as the feed states it (text fields may hold HTML)."""
+
+    identity: str  # guid, else link, else hash of title+summary
+    guid: str | None
+    link: str | None
+    title: str
+    summary: str  # the feed's description (may be HTML)
+    content: str  # the feed's full content (may be HTML), "" when absent
+    author: str = ""
+    categories: tuple[str, ...] = ()
+    published: datetime | None = None  # aware, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A parsed feed document."""
+
+    title: str | None
+    link: str | None
+    entries: tuple[FeedEntry, ...]
+    ttl_seconds: int | None = None  # RSS <ttl>
+    skip_hours: frozenset[int] = frozenset()  # UTC hours, RSS <skipHours>
+    skip_days: frozenset[int] = frozenset()  # 0=Monday, RSS <skipDays>
+    error: str | None = None  # set when the document was not a usable feed
+    warning: str | None = None  # recoverable problems (feedparser's bozo)
+
+
+# --------------------------------------------------------------------------
+# extract
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """The article text of a page, reduced from its HTML."""
+
+    title: str | None
+    text: str
+    language: str | None = None
+    published: datetime | None = None
+
+
+# --------------------------------------------------------------------------
+# match
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A rule as the config states it (see SPEC section 4 and 5)."""
+
+    name: str
+    keywords: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    query: str | None = None  # search-engine syntax, instead of the three lists
+    fields: tuple[str, ...] = ("title", "summary", "content")
+    feeds: tuple[str, ...] = ()  # feed names or tags; empty means every feed
+    notify: tuple[str, ...] = ()  # notifier names; empty means every notifier
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """The normalized text of an entry, field name -> text, ready to match.
+
+    Field names: title, summary, content, author, categories, link.
+    """
+
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One occurrence of a term: offsets are into the *normalized* field text."""
+
+    term: str
+    field: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """A rule that matched an entry, with the hits that made it match."""
+
+    rule: str
+    hits: tuple[Hit, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for hit in self.hits:
+            seen.setdefault(hit.term, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """A short excerpt around the first hit: ``before`` + ``hit`` + ``after``."""
+
+    field: str
+    before: str
+    hit: str
+    after: str
+
+
+# --------------------------------------------------------------------------
+# render / notify
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered alert, ready for one notifier."""
+
+    title: str
+    markdown: str
+    html: str
+    text: str
