@@ -1,0 +1,144 @@
+"""The composition root: builds the parts from a Config; the one place defaults are chosen."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import signal
+from collections.abc import Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import UTC, datetime
+
+from monitor import __version__, notify
+from monitor.config import Config, FeedSpec
+from monitor.delivery import Deliverer, RetryPolicy, Targets
+from monitor.fetch import Fetcher, FetchPolicy
+from monitor.match import compile_rules
+from monitor.netsafety import origin
+from monitor.pipeline import Context, Poller, PollOutcome
+from monitor.storage import Storage, open_storage
+
+USER_AGENT = f"rss-monitor/{__version__} (+https://pypi.org/project/rss-monitor/)"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def fetch_policy(config: Config) -> FetchPolicy:
+    s = config.settings
+    return FetchPolicy(
+        user_agent=s.user_agent or USER_AGENT,
+        timeout=s.timeout,
+        max_bytes=s.max_bytes,
+        per_host_limit=s.per_host,
+        total_limit=s.concurrency,
+        allow_private=s.allow_private_addresses,
+        allowed_origins=frozenset(origin(f.url) for f in config.feeds),
+    )
+
+
+def build_targets(config: Config) -> Targets:
+    """(notifier, target key) -> (masked URL, sender); the console when none is configured."""
+    targets: dict[tuple[str, str], tuple[str, notify.Sender]] = {}
+    for n in config.notifiers:
+        for url in n.urls:
+            targets[(n.name, notify.target_key(url))] = (
+                notify.mask(url),
+                notify.AppriseSender(url),
+            )
+    if not config.notifiers:
+        targets[(notify.CONSOLE, notify.CONSOLE)] = ("console", notify.ConsoleSender())
+    return targets
+
+
+def _worker_init() -> None:
+    # systemd signals the whole cgroup; the daemon decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def process_pool() -> ProcessPoolExecutor:
+    """Parsing and extraction run here, off the event loop, one worker per core."""
+    return ProcessPoolExecutor(
+        max_workers=max(1, min(os.cpu_count() or 1, 4)),
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_worker_init,
+    )
+
+
+class App:
+    """Everything a running monitor needs, wired together."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        db: str | None = None,
+        executor: Executor | None = None,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.storage: Storage = open_storage(db or config.database_path())
+        self.storage.ensure_feeds(f.key for f in config.feeds)
+        self.executor = executor
+        self.fetcher = Fetcher(fetch_policy(config))
+        self.context = Context(config, compile_rules(config.rules))
+        self.targets = build_targets(config)
+        self.rng = rng or random.Random()
+        self.poller = Poller(
+            context=lambda: self.context,
+            storage=self.storage,
+            fetcher=self.fetcher,
+            executor=executor,
+            clock=utcnow,
+            rng=self.rng,
+        )
+        self.deliverer = Deliverer(
+            storage=self.storage,
+            targets=lambda: self.targets,
+            clock=utcnow,
+            retry=retry or RetryPolicy(first=config.settings.retry_delay),
+        )
+
+    def feed(self, key: str) -> FeedSpec | None:
+        for f in self.config.feeds:
+            if f.key == key:
+                return f
+        return None
+
+    def reload(self, config: Config) -> None:
+        """Switch to a new valid config; polls in flight finish with the old one."""
+        targets = build_targets(config)  # may raise: nothing changes then
+        matcher = compile_rules(config.rules)
+        self.storage.ensure_feeds(f.key for f in config.feeds)
+        self.config = config
+        self.context = Context(config, matcher)
+        self.targets = targets
+        self.fetcher.policy = fetch_policy(config)
+
+    async def poll(self, key: str) -> datetime | None:
+        """Poll one feed by key, for the scheduler; None when it should not be polled again."""
+        feed = self.feed(key)
+        if feed is None:
+            return None
+        outcome = await self.poller.poll(feed)
+        if outcome.alerts:
+            self.deliverer.wake.set()
+        return outcome.next_due
+
+    async def poll_round(
+        self, feeds: Iterable[FeedSpec], *, dry_run: bool = False
+    ) -> list[PollOutcome]:
+        """Poll the given feeds once, concurrently (the fetcher bounds concurrency)."""
+        return list(await asyncio.gather(*(self.poller.poll(f, dry_run=dry_run) for f in feeds)))
+
+    async def close(self) -> None:
+        await self.fetcher.close()
+        self.deliverer.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.storage.close()

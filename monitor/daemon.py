@@ -1,0 +1,173 @@
+"""The daemon's lifecycle: start, signals, config reloads, sd_notify, clean stop.
+
+Signal handlers only set events (as gunicorn does); the main loop acts on
+them. SIGTERM/SIGINT stop: no new polls, in-flight polls get a few seconds
+to finish (each commits in one transaction, so a cancelled one rolls back
+cleanly), then exit 0 well within systemd's 10 s. SIGHUP, or a change of
+feeds.yaml on disk, reloads the config; a broken edit is logged, shown by
+``monitor status``, and the last good config keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor import decide
+from monitor.app import App, process_pool
+from monitor.config import Config, ConfigError, load_config
+from monitor.scheduler import FeedScheduler
+from monitor.sdnotify import sd_notify, watchdog_interval
+
+log = logging.getLogger("monitor.daemon")
+
+STOP_GRACE = 6.0  # seconds in-flight polls get after SIGTERM
+CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml's mtime
+RETENTION_CHECK = 3600.0
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except OSError:
+        return None
+
+
+class Daemon:
+    """``monitor run``."""
+
+    def __init__(self, app: App, env: Mapping[str, str]) -> None:
+        self.app = app
+        self.env = env
+        self.stop = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.scheduler = FeedScheduler(app.poll)
+        self._config_mtime = _mtime(app.config.path)
+
+    def _schedule_all(self, config: Config) -> None:
+        now = datetime.now(UTC)
+        states = {s.key: s for s in self.app.storage.feed_states()}
+        wanted = {f.key for f in config.feeds}
+        scheduled = self.scheduler.keys()
+        for key in scheduled - wanted:
+            self.scheduler.unschedule(key)
+        for feed in config.feeds:
+            state = states.get(feed.key)
+            if state is not None and state.gone:
+                self.scheduler.unschedule(feed.key)
+                continue
+            if feed.key in scheduled:
+                continue
+            interval = config.feed_interval(feed)
+            due = state.next_due if state and state.next_due else None
+            if due is None or (state and state.last_poll is None):
+                due = decide.first_due(now, interval, self.app.rng)
+            self.scheduler.schedule(feed.key, max(due, now))
+
+    def _reload(self) -> None:
+        path = self.app.config.path
+        self._config_mtime = _mtime(path)
+        try:
+            config = load_config(path, self.env)
+            self.app.reload(config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config reload failed, keeping the last good config: %s", problem)
+            self.app.storage.set_meta("config_error", str(exc))
+            sd_notify("STATUS=config reload failed; running the last good config")
+            return
+        except Exception as exc:
+            log.error("config reload failed, keeping the last good config: %s", exc)
+            self.app.storage.set_meta("config_error", str(exc))
+            return
+        self.app.storage.set_meta("config_error", None)
+        self._schedule_all(config)
+        log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
+        sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
+
+    async def _watch_config(self) -> None:
+        while not self.stop.is_set():
+            await asyncio.sleep(CONFIG_CHECK)
+            mtime = _mtime(self.app.config.path)
+            if mtime is not None and mtime != self._config_mtime:
+                log.info("feeds.yaml changed on disk")
+                self.reload_requested.set()
+
+    async def _watchdog(self, every: float) -> None:
+        while not self.stop.is_set():
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(every)
+
+    async def _housekeeping(self) -> None:
+        while not self.stop.is_set():
+            now = datetime.now(UTC)
+            retention = self.app.config.settings.retention
+            dropped = self.app.storage.prune(now - timedelta(seconds=retention))
+            if dropped:
+                log.info("dropped the stored text of %d articles older than the retention", dropped)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), RETENTION_CHECK)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        store = self.app.storage
+        store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
+        store.set_meta("config_error", None)
+        self._schedule_all(self.app.config)
+        self.scheduler.start()
+        tasks = [
+            asyncio.create_task(self.app.deliverer.run_forever(self.stop)),
+            asyncio.create_task(self._watch_config()),
+            asyncio.create_task(self._housekeeping()),
+        ]
+        every = watchdog_interval()
+        if every:
+            tasks.append(asyncio.create_task(self._watchdog(every)))
+        config = self.app.config
+        log.info(
+            "monitor running: %d feeds, %d rules, %d notifiers, database %s",
+            len(config.feeds),
+            len(config.rules),
+            len(config.notifiers),
+            config.database_path(),
+        )
+        sd_notify(f"READY=1\nSTATUS=watching {len(config.feeds)} feeds")
+        while not self.stop.is_set():
+            waiters = [asyncio.ensure_future(e.wait()) for e in (self.stop, self.reload_requested)]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+            if self.reload_requested.is_set() and not self.stop.is_set():
+                self.reload_requested.clear()
+                sd_notify("RELOADING=1")
+                self._reload()
+                sd_notify("READY=1")
+        return await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
+        sd_notify("STOPPING=1")
+        log.info("stopping: %d polls in flight", self.scheduler.busy)
+        self.scheduler.shutdown()
+        deadline = asyncio.get_running_loop().time() + STOP_GRACE
+        while self.scheduler.busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.app.close()
+        log.info("stopped")
+        return 0
+
+
+async def run_daemon(config: Config, env: Mapping[str, str], db: str | None) -> int:
+    """Run until SIGTERM; returns the exit code."""
+    app = App(config, db=db, executor=process_pool())
+    return await Daemon(app, env).run()

@@ -1,0 +1,299 @@
+"""One poll of one feed: fetch -> parse -> dedup -> extract -> match -> store + outbox.
+
+This is the one step that touches several I/O collaborators (HTTP, the
+worker pool, the store); every decision in it is made by the pure modules
+(parse, decide, extract, normalize/match, render).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from monitor import decide, notify
+from monitor.config import Config, FeedSpec
+from monitor.extract import extract
+from monitor.fetch import HTML_ACCEPT, Fetcher
+from monitor.match import Matcher, snippet
+from monitor.normalize import prepare
+from monitor.parse import parse_feed
+from monitor.render import render
+from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
+from monitor.types import Article, Document, FeedEntry, FetchResult, ParsedFeed, RuleMatch
+
+log = logging.getLogger("monitor.poll")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A matched entry, as ``monitor poll`` prints it."""
+
+    feed: str
+    title: str
+    link: str | None
+    published: datetime | None
+    rules: tuple[str, ...]
+    terms: tuple[str, ...]
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "feed": self.feed,
+                "title": self.title,
+                "link": self.link,
+                "published": self.published.isoformat() if self.published else None,
+                "rules": list(self.rules),
+                "terms": list(self.terms),
+            },
+            ensure_ascii=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll did."""
+
+    feed: str
+    status: int | None
+    error: str | None
+    new: int
+    alerts: tuple[Alert, ...]
+    next_due: datetime | None
+
+
+@dataclass
+class Context:
+    """What a poll reads from the running app; replaced whole on a config reload."""
+
+    config: Config
+    matcher: Matcher
+
+
+class Poller:
+    """Polls feeds with the collaborators it is given (see app.py)."""
+
+    def __init__(
+        self,
+        *,
+        context: Callable[[], Context],
+        storage: Storage,
+        fetcher: Fetcher,
+        executor: Executor | None,
+        clock: Callable[[], datetime],
+        rng: random.Random | None = None,
+    ) -> None:
+        self._context = context
+        self._storage = storage
+        self._fetcher = fetcher
+        self._executor = executor
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def poll(self, feed: FeedSpec, *, dry_run: bool = False) -> PollOutcome:
+        """Poll one feed now; failures are stored on the feed, never raised."""
+        ctx = self._context()
+        config = ctx.config
+        interval = config.feed_interval(feed)
+        started = time.monotonic()
+        state = self._storage.feed_state(feed.key)
+        now = self._clock()
+        result = await self._fetcher.fetch(
+            state.url, etag=state.etag, last_modified=state.last_modified
+        )
+        now = self._clock()
+        state = replace(state, last_poll=now, last_status=result.status)
+        label = feed.name or state.title or feed.url
+
+        if not result.ok:
+            return self._failed(feed, state, result, None, interval, now, dry_run, started)
+        if result.permanent_redirect:
+            state = replace(state, url=result.permanent_redirect)
+        if result.etag or result.last_modified or not result.not_modified:
+            state = replace(state, etag=result.etag, last_modified=result.last_modified)
+
+        body_hash = hashlib.sha256(result.body).hexdigest() if not result.not_modified else None
+        if result.not_modified or body_hash == state.body_hash:
+            due = decide.next_due(
+                now=now, interval=interval, error_count=0, result=result, parsed=None, rng=self._rng
+            )
+            state = replace(state, last_error=None, error_count=0, next_due=due)
+            if not dry_run:
+                self._storage.save_feed_state(state)
+            self._log(label, result, 0, 0, started, "unchanged")
+            return PollOutcome(label, result.status, None, 0, (), due)
+
+        parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
+        if parsed.error:
+            return self._failed(feed, state, result, parsed, interval, now, dry_run, started)
+        label = feed.name or parsed.title or feed.url
+        state = replace(state, title=label, body_hash=body_hash, last_error=None, error_count=0)
+
+        entries = decide.unique_entries(parsed.entries)
+        seen = self._storage.seen(
+            feed.key, [e.identity for e in entries], [e.link for e in entries if e.link]
+        )
+        new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
+        fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
+        documents = await self._documents(feed, fresh, config.feed_extract(feed))
+
+        records: list[NewEntry] = []
+        alerts: list[Alert] = []
+        for entry in new:
+            doc = documents.get(entry.identity)
+            if doc is None:  # too old to alert: only recorded, so it never alerts later
+                records.append(NewEntry(entry=entry, first_seen=now))
+                continue
+            matches = ctx.matcher.match(doc, feed=label, tags=feed.tags)
+            outgoing = self._outgoing(config, label, entry, doc, matches)
+            rules = tuple(m.rule for m in matches)
+            terms = tuple(dict.fromkeys(t for m in matches for t in m.terms))
+            records.append(
+                NewEntry(
+                    entry=entry,
+                    first_seen=now,
+                    rules=rules,
+                    terms=terms,
+                    document=dict(doc.fields),
+                    outgoing=outgoing,
+                )
+            )
+            if matches:
+                alerts.append(Alert(label, entry.title, entry.link, entry.published, rules, terms))
+
+        due = decide.next_due(
+            now=now, interval=interval, error_count=0, result=result, parsed=parsed, rng=self._rng
+        )
+        state = replace(state, next_due=due)
+        if not dry_run:
+            self._storage.commit_poll(state, records)
+        self._log(label, result, len(new), len(alerts), started, parsed.warning)
+        return PollOutcome(label, result.status, None, len(new), tuple(alerts), due)
+
+    async def _documents(
+        self, feed: FeedSpec, entries: Sequence[FeedEntry], extract_on: bool
+    ) -> dict[str, Document]:
+        """The normalized text of each entry, with the article page's text when extracting."""
+        articles: dict[str, Article | None] = {}
+        if extract_on:
+            linked = [e for e in entries if e.link]
+            results = await asyncio.gather(*(self._article(e.link or "") for e in linked))
+            articles = {e.identity: a for e, a in zip(linked, results, strict=True)}
+        docs: dict[str, Document] = {}
+        for e in entries:
+            article = articles.get(e.identity)
+            if article is not None and article.text.strip():
+                content, html_fields = article.text, frozenset({"title", "summary"})
+            else:
+                content, html_fields = e.content, frozenset({"title", "summary", "content"})
+            docs[e.identity] = prepare(
+                title=e.title,
+                summary=e.summary,
+                content=content,
+                author=e.author,
+                categories=e.categories,
+                link=e.link or "",
+                html_fields=html_fields,
+            )
+        return docs
+
+    async def _article(self, link: str) -> Article | None:
+        result = await self._fetcher.fetch(link, accept=HTML_ACCEPT)
+        if not result.ok or not result.body:
+            log.info("article=%s error=%s", link, result.error or "empty body")
+            return None
+        return await self._offload(extract, result.body, result.final_url, result.headers)
+
+    def _outgoing(
+        self,
+        config: Config,
+        feed: str,
+        entry: FeedEntry,
+        doc: Document,
+        matches: Sequence[RuleMatch],
+    ) -> tuple[Outgoing, ...]:
+        if not matches:
+            return ()
+        hit = matches[0].hits[0] if matches[0].hits else None
+        message = render(
+            feed=feed, entry=entry, matches=matches, snippet=snippet(doc, hit) if hit else None
+        )
+        if not config.notifiers:
+            return (Outgoing(notify.CONSOLE, notify.CONSOLE, message),)
+        by_rule = {r.name: r for r in config.rules}
+        wanted: dict[str, None] = {}
+        for m in matches:
+            for name in by_rule[m.rule].notify or [n.name for n in config.notifiers]:
+                wanted.setdefault(name, None)
+        return tuple(
+            Outgoing(n.name, notify.target_key(url), message)
+            for n in config.notifiers
+            if n.name in wanted
+            for url in n.urls
+        )
+
+    def _failed(
+        self,
+        feed: FeedSpec,
+        state: FeedState,
+        result: FetchResult,
+        parsed: ParsedFeed | None,
+        interval: float,
+        now: datetime,
+        dry_run: bool,
+        started: float,
+    ) -> PollOutcome:
+        error = (parsed.error if parsed and parsed.error else result.error) or "failed"
+        gone = result.status == 410
+        count = state.error_count + 1
+        due = decide.next_due(
+            now=now, interval=interval, error_count=count, result=result, parsed=None, rng=self._rng
+        )
+        state = replace(
+            state, last_error=error, error_count=count, next_due=None if gone else due, gone=gone
+        )
+        if not dry_run:
+            self._storage.save_feed_state(state)
+        label = feed.name or state.title or feed.url
+        log.warning(
+            "feed=%r status=%s error=%r errors=%d next=%s",
+            label,
+            result.status,
+            error,
+            count,
+            "never (410 Gone)" if gone else due.isoformat(timespec="seconds"),
+        )
+        return PollOutcome(label, result.status, error, 0, (), state.next_due)
+
+    def _log(
+        self,
+        label: str,
+        result: FetchResult,
+        new: int,
+        matched: int,
+        started: float,
+        note: str | None,
+    ) -> None:
+        log.info(
+            "feed=%r status=%s new=%d matched=%d elapsed=%.3fs%s",
+            label,
+            result.status,
+            new,
+            matched,
+            time.monotonic() - started,
+            f" note={note!r}" if note else "",
+        )

@@ -1,0 +1,164 @@
+"""The storage contract, and the records that go in and out of it.
+
+Guarantees every implementation gives (SPEC section 6):
+
+* An entry is new the first time its identity is seen for its feed; an
+  entry re-published with a new guid but a link already seen is not new.
+* ``commit_poll`` writes the feed's new state, its new entries, their
+  matches and outbox rows in ONE transaction: after a crash either all of
+  a poll is there or none of it, so nothing is matched twice and no match
+  loses its alert.
+* Each (entry, notifier, target URL) has at most one outbox row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from monitor.types import FeedEntry, Message
+
+
+class StorageError(Exception):
+    """The store can't be used (newer schema, unreadable file, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What the store remembers of one feed between polls."""
+
+    key: str  # the URL as configured
+    url: str  # the URL polled now (differs after a 301)
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    last_poll: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    next_due: datetime | None = None
+    gone: bool = False  # 410: polling stopped
+    entries: int = 0
+    matches: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An outbox row to create: one message for one target of one notifier."""
+
+    notifier: str
+    target: str  # notify.target_key of the URL
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A new entry with what the poll decided about it."""
+
+    entry: FeedEntry
+    first_seen: datetime
+    rules: tuple[str, ...] = ()  # matched rules
+    terms: tuple[str, ...] = ()  # matched terms
+    document: Mapping[str, str] | None = None  # normalized text, kept for `rules test`
+    outgoing: tuple[Outgoing, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A pending outbox row."""
+
+    id: int
+    notifier: str
+    target: str
+    message: Message
+    attempts: int
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRecord:
+    """A stored match, for ``monitor matches``."""
+
+    feed: str
+    title: str
+    link: str | None
+    published: datetime | None
+    seen: datetime
+    rules: tuple[str, ...]
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArticle:
+    """The stored normalized text of an entry, for ``monitor rules test``."""
+
+    feed: str
+    title: str
+    link: str | None
+    seen: datetime
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    failed: int
+    sent: int
+    last_error: str | None
+
+
+class Storage(Protocol):
+    """Persistent state of the monitor; see the module docstring for the contract."""
+
+    def ensure_feeds(self, keys: Iterable[str]) -> None:
+        """Make a row for every configured feed that has none."""
+
+    def feed_state(self, key: str) -> FeedState:
+        """The state of one feed (ensure_feeds first)."""
+
+    def feed_states(self) -> list[FeedState]:
+        """Every known feed."""
+
+    def save_feed_state(self, state: FeedState) -> None:
+        """Store a poll that brought no entries (error, 304, unchanged body)."""
+
+    def seen(self, key: str, identities: Sequence[str], links: Sequence[str]) -> set[str]:
+        """Which of these identities, or links, the feed has had before."""
+
+    def commit_poll(self, state: FeedState, entries: Sequence[NewEntry]) -> list[int]:
+        """Write state, entries, matches and outbox rows in one transaction."""
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
+        """Pending outbox rows whose next attempt is due, oldest first."""
+
+    def delivered(self, delivery_id: int, now: datetime) -> None:
+        """Mark a row sent."""
+
+    def delivery_failed(
+        self, delivery_id: int, error: str, next_attempt: datetime | None, now: datetime
+    ) -> None:
+        """Record a failed attempt; next_attempt None means give up (status 'failed')."""
+
+    def outbox_stats(self) -> OutboxStats:
+        """Counts of the outbox by status."""
+
+    def matches_since(self, since: datetime, rule: str | None = None) -> list[MatchRecord]:
+        """Stored matches, newest first."""
+
+    def articles_since(self, since: datetime) -> list[StoredArticle]:
+        """Stored normalized article texts, oldest first."""
+
+    def prune(self, text_before: datetime) -> int:
+        """Drop stored article texts older than the retention; returns how many."""
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Remember (or forget, with None) a fact about the daemon, e.g. a reload error."""
+
+    def meta(self) -> dict[str, str]:
+        """Every remembered fact."""
+
+    def close(self) -> None:
+        """Release the connection."""

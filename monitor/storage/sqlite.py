@@ -1,0 +1,390 @@
+"""SQLite storage: the embedded default (WAL, numbered migrations)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.storage.base import (
+    Delivery,
+    FeedState,
+    MatchRecord,
+    NewEntry,
+    OutboxStats,
+    StorageError,
+    StoredArticle,
+)
+from monitor.types import Message
+
+# Each migration takes the schema from version N to N+1; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE feeds (
+        key TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        title TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        last_poll REAL,
+        last_status INTEGER,
+        last_error TEXT,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        next_due REAL,
+        gone INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL REFERENCES feeds(key),
+        identity TEXT NOT NULL,
+        link TEXT,
+        title TEXT NOT NULL,
+        published REAL,
+        first_seen REAL NOT NULL,
+        UNIQUE (feed, identity)
+    );
+    CREATE INDEX entries_feed_link ON entries (feed, link);
+    CREATE TABLE matches (
+        entry INTEGER PRIMARY KEY REFERENCES entries(id),
+        rules TEXT NOT NULL,
+        terms TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX matches_created ON matches (created);
+    CREATE TABLE articles (
+        entry INTEGER PRIMARY KEY REFERENCES entries(id),
+        fields TEXT NOT NULL,
+        stored REAL NOT NULL
+    );
+    CREATE INDEX articles_stored ON articles (stored);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        entry INTEGER NOT NULL REFERENCES entries(id),
+        notifier TEXT NOT NULL,
+        target TEXT NOT NULL,
+        message TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        last_error TEXT,
+        created REAL NOT NULL,
+        sent REAL,
+        UNIQUE (entry, notifier, target)
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return dt.timestamp() if dt is not None else None
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _message_json(m: Message) -> str:
+    return json.dumps(
+        {"title": m.title, "markdown": m.markdown, "html": m.html, "text": m.text},
+        ensure_ascii=False,
+    )
+
+
+def _message(raw: str) -> Message:
+    d = json.loads(raw)
+    return Message(d["title"], d["markdown"], d["html"], d["text"])
+
+
+class SQLiteStorage:
+    """The Storage protocol on one SQLite file (see storage.base for the contract)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"can't open database {self.path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"database {self.path} has schema version {version}, newer than this "
+                f"rss-monitor understands ({SCHEMA_VERSION}); upgrade rss-monitor"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            # executescript commits first, so the transaction is part of the script.
+            try:
+                self._db.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + MIGRATIONS[number]
+                    + f";PRAGMA user_version={number + 1};COMMIT;"
+                )
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # feeds ---------------------------------------------------------------
+
+    def ensure_feeds(self, keys: Iterable[str]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO feeds (key, url) VALUES (?, ?)", [(k, k) for k in keys]
+        )
+
+    _FEED_COLUMNS = (
+        "key, url, title, etag, last_modified, body_hash, last_poll, last_status, last_error,"
+        " error_count, next_due, gone,"
+        " (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
+        " (SELECT count(*) FROM matches m JOIN entries e ON e.id = m.entry WHERE e.feed = f.key)"
+    )
+
+    @staticmethod
+    def _feed_row(row: tuple[object, ...]) -> FeedState:
+        (key, url, title, etag, lm, bh, lp, ls, le, ec, nd, gone, n_entries, n_matches) = row
+        return FeedState(
+            key=str(key),
+            url=str(url),
+            title=title,  # type: ignore[arg-type]
+            etag=etag,  # type: ignore[arg-type]
+            last_modified=lm,  # type: ignore[arg-type]
+            body_hash=bh,  # type: ignore[arg-type]
+            last_poll=_dt(lp),  # type: ignore[arg-type]
+            last_status=ls,  # type: ignore[arg-type]
+            last_error=le,  # type: ignore[arg-type]
+            error_count=int(ec),  # type: ignore[call-overload]
+            next_due=_dt(nd),  # type: ignore[arg-type]
+            gone=bool(gone),
+            entries=int(n_entries),  # type: ignore[call-overload]
+            matches=int(n_matches),  # type: ignore[call-overload]
+        )
+
+    def feed_state(self, key: str) -> FeedState:
+        row = self._db.execute(
+            f"SELECT {self._FEED_COLUMNS} FROM feeds f WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            self.ensure_feeds([key])
+            return FeedState(key=key, url=key)
+        return self._feed_row(row)
+
+    def feed_states(self) -> list[FeedState]:
+        rows = self._db.execute(f"SELECT {self._FEED_COLUMNS} FROM feeds f ORDER BY key")
+        return [self._feed_row(r) for r in rows]
+
+    def _write_state(self, s: FeedState) -> None:
+        self._db.execute(
+            "INSERT INTO feeds (key, url, title, etag, last_modified, body_hash, last_poll,"
+            " last_status, last_error, error_count, next_due, gone)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+            " url=excluded.url, title=excluded.title, etag=excluded.etag,"
+            " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
+            " last_poll=excluded.last_poll, last_status=excluded.last_status,"
+            " last_error=excluded.last_error, error_count=excluded.error_count,"
+            " next_due=excluded.next_due, gone=excluded.gone",
+            (
+                s.key,
+                s.url,
+                s.title,
+                s.etag,
+                s.last_modified,
+                s.body_hash,
+                _ts(s.last_poll),
+                s.last_status,
+                s.last_error,
+                s.error_count,
+                _ts(s.next_due),
+                int(s.gone),
+            ),
+        )
+
+    def save_feed_state(self, state: FeedState) -> None:
+        self._write_state(state)
+
+    # entries ---------------------------------------------------------------
+
+    def seen(self, key: str, identities: Sequence[str], links: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for column, values in (("identity", identities), ("link", links)):
+            values = [v for v in values if v]
+            for i in range(0, len(values), 500):
+                chunk = values[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT {column} FROM entries WHERE feed = ? AND {column} IN ({marks})",
+                    (key, *chunk),
+                )
+                found.update(r[0] for r in rows)
+        return found
+
+    def commit_poll(self, state: FeedState, entries: Sequence[NewEntry]) -> list[int]:
+        ids: list[int] = []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._write_state(state)
+            for new in entries:
+                e = new.entry
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO entries (feed, identity, link, title, published,"
+                    " first_seen) VALUES (?,?,?,?,?,?)",
+                    (
+                        state.key,
+                        e.identity,
+                        e.link,
+                        e.title,
+                        _ts(e.published),
+                        _ts(new.first_seen),
+                    ),
+                )
+                if cur.rowcount == 0:  # raced with another poll of the same feed
+                    continue
+                entry_id = int(cur.lastrowid or 0)
+                ids.append(entry_id)
+                created = _ts(new.first_seen)
+                if new.document is not None:
+                    self._db.execute(
+                        "INSERT INTO articles (entry, fields, stored) VALUES (?,?,?)",
+                        (entry_id, json.dumps(dict(new.document), ensure_ascii=False), created),
+                    )
+                if new.rules:
+                    self._db.execute(
+                        "INSERT INTO matches (entry, rules, terms, created) VALUES (?,?,?,?)",
+                        (entry_id, json.dumps(new.rules), json.dumps(new.terms), created),
+                    )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO outbox (entry, notifier, target, message,"
+                    " next_attempt, created) VALUES (?,?,?,?,?,?)",
+                    [
+                        (entry_id, o.notifier, o.target, _message_json(o.message), created, created)
+                        for o in new.outgoing
+                    ],
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return ids
+
+    # outbox ------------------------------------------------------------------
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
+        rows = self._db.execute(
+            "SELECT id, notifier, target, message, attempts, created FROM outbox"
+            " WHERE status = 'pending' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
+            (now.timestamp(), limit),
+        )
+        return [
+            Delivery(int(i), str(n), str(t), _message(m), int(a), _dt(c) or now)
+            for i, n, t, m, a, c in rows
+        ]
+
+    def delivered(self, delivery_id: int, now: datetime) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status = 'sent', sent = ?, attempts = attempts + 1,"
+            " last_error = NULL WHERE id = ?",
+            (now.timestamp(), delivery_id),
+        )
+
+    def delivery_failed(
+        self, delivery_id: int, error: str, next_attempt: datetime | None, now: datetime
+    ) -> None:
+        if next_attempt is None:
+            self._db.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?"
+                " WHERE id = ?",
+                (error, delivery_id),
+            )
+        else:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?"
+                " WHERE id = ?",
+                (error, next_attempt.timestamp(), delivery_id),
+            )
+
+    def outbox_stats(self) -> OutboxStats:
+        counts = dict(
+            self._db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall()
+        )
+        row = self._db.execute(
+            "SELECT last_error FROM outbox WHERE last_error IS NOT NULL AND status != 'sent'"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return OutboxStats(
+            pending=int(counts.get("pending", 0)),
+            failed=int(counts.get("failed", 0)),
+            sent=int(counts.get("sent", 0)),
+            last_error=row[0] if row else None,
+        )
+
+    # history -------------------------------------------------------------
+
+    def matches_since(self, since: datetime, rule: str | None = None) -> list[MatchRecord]:
+        rows = self._db.execute(
+            "SELECT coalesce(f.title, f.key), e.title, e.link, e.published, m.created, m.rules,"
+            " m.terms FROM matches m JOIN entries e ON e.id = m.entry JOIN feeds f"
+            " ON f.key = e.feed WHERE m.created >= ? ORDER BY m.created DESC, e.id DESC",
+            (since.timestamp(),),
+        )
+        out = []
+        for feed, title, link, published, created, rules, terms in rows:
+            rules_t = tuple(json.loads(rules))
+            if rule is not None and rule not in rules_t:
+                continue
+            out.append(
+                MatchRecord(
+                    feed=feed,
+                    title=title,
+                    link=link,
+                    published=_dt(published),
+                    seen=_dt(created) or since,
+                    rules=rules_t,
+                    terms=tuple(json.loads(terms)),
+                )
+            )
+        return out
+
+    def articles_since(self, since: datetime) -> list[StoredArticle]:
+        rows = self._db.execute(
+            "SELECT coalesce(f.title, f.key), e.title, e.link, a.stored, a.fields FROM articles a"
+            " JOIN entries e ON e.id = a.entry JOIN feeds f ON f.key = e.feed"
+            " WHERE a.stored >= ? ORDER BY a.stored, a.entry",
+            (since.timestamp(),),
+        )
+        return [
+            StoredArticle(feed, title, link, _dt(stored) or since, json.loads(fields))
+            for feed, title, link, stored, fields in rows
+        ]
+
+    def prune(self, text_before: datetime) -> int:
+        cur = self._db.execute("DELETE FROM articles WHERE stored < ?", (text_before.timestamp(),))
+        return cur.rowcount
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+                " SET value = excluded.value",
+                (key, value),
+            )
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,190 @@
+"""Real servers on 127.0.0.1 for the tests: feeds and pages, a chat webhook, SMTP.
+
+Each runs in a thread with its own event loop, so tests (sync or async) and
+the daemon under test (a subprocess) talk to them over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _ThreadedApp:
+    """An aiohttp app served from a background thread."""
+
+    def __init__(self, app: web.Application, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@dataclass
+class FeedServer:
+    """Serves feeds and article pages from a dict; ETag / If-None-Match like a real site."""
+
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    _server: _ThreadedApp | None = None
+
+    def put(self, path: str, body: bytes | str, content_type: str = "application/rss+xml") -> str:
+        data = body.encode() if isinstance(body, str) else body
+        self.files[path] = (data, content_type)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        assert self._server is not None
+        return self._server.base + path
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.hits[path] = self.hits.get(path, 0) + 1
+        if path not in self.files:
+            return web.Response(status=404, text="not found")
+        body, ctype = self.files[path]
+        etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, headers={"ETag": etag, "Content-Type": ctype})
+
+    def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._server = _ThreadedApp(app)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.stop()
+
+
+@dataclass
+class Webhook:
+    """Receives apprise ``json://`` posts; answers 503 while ``failing``."""
+
+    port: int = field(default_factory=free_port)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    failing: bool = False
+    _server: _ThreadedApp | None = None
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.failing:
+            return web.Response(status=503, text="down for maintenance")
+        self.received.append(json.loads(await request.read()))
+        return web.Response(text="ok")
+
+    def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._server = _ThreadedApp(app, self.port)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.stop()
+            self._server = None
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@dataclass
+class Mailbox:
+    """A real SMTP server (aiosmtpd) collecting what it receives."""
+
+    port: int = field(default_factory=free_port)
+    _handler: _Collect = field(default_factory=_Collect)
+    _controller: Controller | None = None
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self._handler.messages
+
+    @property
+    def url(self) -> str:
+        return (
+            f"mailto://127.0.0.1:{self.port}?from=monitor@example.com"
+            "&to=news@example.com&mode=insecure"
+        )
+
+    def start(self) -> None:
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller:
+            self._controller.stop()
+
+
+@contextmanager
+def running(*servers: Any) -> Iterator[None]:
+    for s in servers:
+        s.start()
+    try:
+        yield
+    finally:
+        for s in reversed(servers):
+            s.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, every: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or the timeout; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()

@@ -1,0 +1,213 @@
+"""`monitor run` as a subprocess against real local servers: the whole path, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.feeds import Item, article_page, rss
+from tests.servers import FeedServer, Mailbox, Webhook, running, wait_for
+
+
+class Daemon:
+    """`python -m monitor run` with its log in a file."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log = config.parent / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "-c", str(self.config), "run"],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            cwd=self.config.parent,
+        )
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, float]:
+        """Send ``sig`` and wait; returns (exit code, seconds it took)."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=15)
+        self._out.close()
+        return code, time.monotonic() - started
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def status(self) -> dict[str, object]:
+        out = subprocess.run(
+            [sys.executable, "-m", "monitor", "-c", str(self.config), "status", "--json"],
+            capture_output=True,
+            check=True,
+            cwd=self.config.parent,
+        )
+        result: dict[str, object] = json.loads(out.stdout)
+        return result
+
+
+CONFIG = """
+settings:
+  interval: 1s
+  retry_delay: 1s
+notifiers:
+  chat: "{chat}"
+  mail: "{mail}"
+feeds:
+  - url: {feed}
+    name: Testfeed
+rules:
+  - name: DeepSeek
+    keywords: [DeepSeek]
+  - name: Azure
+    keywords: [Azure]
+"""
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[FeedServer, Webhook, Mailbox, Path]]:
+    feeds, chat, mail = FeedServer(), Webhook(), Mailbox()
+    with running(feeds, chat, mail):
+        config = tmp_path / "feeds.yaml"
+        feeds.put("/feed.xml", rss([]))
+        config.write_text(CONFIG.format(chat=chat.url, mail=mail.url, feed=feeds.url("/feed.xml")))
+        yield feeds, chat, mail, config
+
+
+def _publish(feeds: FeedServer, items: list[Item]) -> None:
+    feeds.put("/feed.xml", rss(items))
+
+
+def test_daemon_alerts_restarts_retries_and_reloads(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    feeds, chat, mail, config = world
+    base = feeds.url("")
+    feeds.put(
+        "/a1.html",
+        article_page("DeepSeek stellt R2 vor", "DeepSeek hat ein neues Modell vorgestellt."),
+        "text/html; charset=utf-8",
+    )
+    feeds.put(
+        "/a2.html",
+        article_page("Neue Cloud-Regionen", "Microsoft bringt KI-Modelle nach Azure-Regionen."),
+        "text/html; charset=utf-8",
+    )
+    feeds.put(
+        "/a3.html",
+        article_page("Smartphones im Test", "Sechs Geräte im Vergleich.", sidebar="DeepSeek"),
+        "text/html; charset=utf-8",
+    )
+    items = [
+        Item("DeepSeek stellt R2 vor", f"{base}/a1.html"),
+        Item("Neue Cloud-Regionen", f"{base}/a2.html"),  # keyword only in the article
+        Item("Smartphones im Test", f"{base}/a3.html"),  # keyword only in the sidebar
+    ]
+    _publish(feeds, items)
+
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        # 1. new items alert on both channels; the sidebar keyword alerts nothing
+        assert wait_for(lambda: len(chat.received) >= 2 and len(mail.messages) >= 2), daemon.text()
+        time.sleep(2.5)  # more polls: nothing more may arrive
+        titles = sorted(m["title"] for m in chat.received)
+        assert titles == ["[Azure] Neue Cloud-Regionen", "[DeepSeek] DeepSeek stellt R2 vor"]
+        assert sorted(str(m["subject"]) for m in mail.messages) == titles
+        html_part = mail.messages[0].get_body(("html",))
+        assert html_part is not None and "<mark>" in html_part.get_content()
+
+        # 2. SIGTERM exits 0 within 10 s; a restart sends nothing twice
+        code, took = daemon.stop()
+        assert code == 0 and took < 10, daemon.text()
+        daemon.start()
+        assert wait_for(lambda: daemon.text().count("monitor running") == 2)
+        time.sleep(3)
+        assert len(chat.received) == 2 and len(mail.messages) == 2
+
+        # 3. a chat endpoint that is down, then up, gets its message exactly once;
+        #    the email goes out meanwhile and is not sent again
+        chat.failing = True
+        feeds.put(
+            "/a4.html",
+            article_page("DeepSeek auf Azure", "DeepSeek-Modelle laufen jetzt auf Azure."),
+            "text/html; charset=utf-8",
+        )
+        items.append(Item("DeepSeek auf Azure", f"{base}/a4.html"))
+        _publish(feeds, items)
+        assert wait_for(lambda: len(mail.messages) == 3), daemon.text()
+        assert wait_for(lambda: "attempt=2" in daemon.text()), daemon.text()
+        outbox = daemon.status()["outbox"]
+        assert isinstance(outbox, dict)
+        assert (outbox["pending"], outbox["failed"], outbox["sent"]) == (1, 0, 5)
+        assert "503" in str(outbox["last_error"])
+        chat.failing = False
+        assert wait_for(lambda: len(chat.received) == 3), daemon.text()
+        time.sleep(2.5)
+        assert len(chat.received) == 3 and len(mail.messages) == 3
+        assert chat.received[2]["title"] == "[DeepSeek, Azure] DeepSeek auf Azure"
+
+        # 4. a broken config edit keeps the last good config running and is reported
+        good = config.read_text()
+        config.write_text(good + "\n  - name: Broken\n    keywords: [x]\n    bogus: 1\n")
+        daemon.send(signal.SIGHUP)
+        assert wait_for(lambda: "config reload failed" in daemon.text()), daemon.text()
+        assert "unknown key 'bogus'" in str(daemon.status()["config_error"])
+        items.append(Item("Noch mehr zu DeepSeek", f"{base}/a1.html?x=2"))
+        _publish(feeds, items)
+        assert wait_for(lambda: len(chat.received) == 4), daemon.text()
+
+        # ... and fixing it on disk reloads without a signal
+        config.write_text(good.replace("keywords: [Azure]", "keywords: [Azure, Kubernetes]"))
+        assert wait_for(lambda: "config reloaded" in daemon.text()), daemon.text()
+        assert daemon.status()["config_error"] is None
+    finally:
+        if daemon.proc and daemon.proc.poll() is None:
+            code, took = daemon.stop()
+    assert code == 0
+
+
+def test_kill_9_mid_run_then_restart_sends_each_alert_once(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    feeds, chat, mail, config = world
+    base = feeds.url("")
+    items = [Item(f"DeepSeek Meldung {i}", f"{base}/n{i}.html") for i in range(5)]
+    for i in range(5):
+        feeds.put(
+            f"/n{i}.html",
+            article_page(f"DeepSeek Meldung {i}", "DeepSeek Text."),
+            "text/html",
+        )
+    daemon = Daemon(config)
+    daemon.start()
+    assert wait_for(lambda: "monitor running" in daemon.text()), daemon.text()
+    _publish(feeds, items)
+    time.sleep(0.3)
+    assert daemon.proc is not None
+    os.kill(daemon.proc.pid, signal.SIGKILL)
+    daemon.proc.wait(5)
+    daemon.start()
+    # apprise spaces emails to one server 5.5 s apart (its request_rate_per_sec)
+    assert wait_for(lambda: len(chat.received) >= 5 and len(mail.messages) >= 5, 60), daemon.text()
+    time.sleep(2.5)
+    code, _ = daemon.stop()
+    assert code == 0
+    titles = [m["title"] for m in chat.received]
+    assert sorted(titles) == sorted(f"[DeepSeek] DeepSeek Meldung {i}" for i in range(5))
+    assert len(mail.messages) == 5
