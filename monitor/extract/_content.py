@@ -26,25 +26,36 @@ DROP_TAGS = frozenset(
     }
 )  # fmt: skip
 
-# Class/id tokens that mark boilerplate wherever they appear, even on <article>.
-_STRONG_NEGATIVE = re.compile(
-    r"comment|disqus|related|newsletter|cookie|consent|gdpr|share|sharing|social|"
-    r"most-?read|most-?popular|meistgelesen|popular|trending|recommend|outbrain|taboola|"
-    r"paywall|subscri|signup|sign-up|promo|advert|sponsor|breadcrumb|"
-    r"caption|credit|copyright|byline|author-?(?:bio|info|box)|tags?-?list|^tags$|"
-    r"modal|popup|overlay|banner|toolbar|skip-?link|screen-?reader|sr-only|visually-?hidden|"
-    r"read-?more|readmore|more-?stories|also-?read|teaser|newsticker|ticker",
-    re.IGNORECASE,
+# Class/id words (split at spaces, dashes, underscores and camelCase) that mark
+# comment threads: removed wherever they are, even when they hold much text.
+_COMMENT_WORDS = frozenset({"comment", "comments", "commentlist", "disqus", "respond", "replies"})
+# Words that mark page furniture; such an element is removed unless it holds a
+# large share of the page's prose (wrappers are often named "has-sidebar" or
+# "modal-enabled").
+_NEGATIVE_WORDS = frozenset(
+    {
+        "related", "newsletter", "cookie", "cookies", "consent", "gdpr", "share", "sharing",
+        "social", "popular", "trending", "recommended", "recommendations", "recirc",
+        "outbrain", "taboola", "paywall", "subscribe", "subscription", "signup", "promo",
+        "advert", "advertisement", "ad", "ads", "sponsor", "sponsored", "breadcrumb",
+        "breadcrumbs", "caption", "credit", "credits", "copyright", "byline", "modal",
+        "popup", "overlay", "banner", "toolbar", "sr", "screenreader", "hidden", "teaser",
+        "teasers", "ticker", "newsticker", "sidebar", "widget", "menu", "nav", "navigation",
+        "navbar", "footer", "header", "masthead", "rail", "aside", "pagination", "pager",
+        "tags", "meistgelesen", "mostread", "readmore", "author", "bio", "print", "skip",
+    }
+)  # fmt: skip
+_NEGATIVE_PHRASES = re.compile(
+    r"most-(?:read|popular|viewed|shared)|read-(?:more|also|next)|also-read|more-(?:stories|news)|"
+    r"you-may-like|visually-hidden|sign-up|lesen-sie"
 )
-# Weaker signals that an element is page furniture, unless it also looks like content.
-_WEAK_NEGATIVE = re.compile(
-    r"sidebar|side-?bar|widget|menu|navigation|\bnav\b|navbar|footer|header|masthead|"
-    r"\bad\b|\bads\b|ad-|-ad\b|dfp|rail|aside|hidden|print-?only|pagination|pager",
-    re.IGNORECASE,
+_POSITIVE_WORDS = frozenset(
+    {"article", "body", "content", "entry", "main", "post", "story", "text", "prose"}
 )
-_POSITIVE = re.compile(
-    r"article|body|content|entry|main|post|story|text|blog|prose|rich-?text", re.IGNORECASE
-)
+_SPLIT_NAMES = re.compile(r"[\s_\-]+|(?<=[a-z])(?=[A-Z])")
+_GUARD_SHARE = 0.3
+# A "comment" wrapper holding nearly all prose is the page itself, mis-named.
+_COMMENT_GUARD_SHARE = 0.75
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?。！？:;,»“”\"')]")
 
@@ -59,56 +70,90 @@ def _attrs(el: etree._Element) -> str:
     return f"{el.get('class') or ''} {el.get('id') or ''}".strip()
 
 
-def is_boilerplate_name(names: str, tag: str) -> bool:
-    """Do an element's class/id names mark it as page furniture?"""
+def _words(names: str) -> list[str]:
+    return [w.lower() for w in _SPLIT_NAMES.split(names) if w]
+
+
+def name_verdict(names: str, tag: str) -> str | None:
+    """ "comment", "negative" or None: what an element's class/id names say it is."""
     if not names:
-        return False
-    if _STRONG_NEGATIVE.search(names):
-        return True
-    if tag in ("article", "main", "body", "html"):
-        return False
-    return bool(_WEAK_NEGATIVE.search(names)) and not _POSITIVE.search(names)
+        return None
+    words = _words(names)
+    if not words:
+        return None
+    if any(w in _COMMENT_WORDS for w in words):
+        # "comment" inside an article body's own class ("article-comment-count"
+        # buttons are small anyway); real threads are named plainly.
+        return "comment"
+    joined = "-".join(words)
+    if any(w in _NEGATIVE_WORDS for w in words) or _NEGATIVE_PHRASES.search(joined):
+        if tag in ("article", "main") or any(w in _POSITIVE_WORDS for w in words):
+            # "article-sidebar" is furniture, "article-body" is not: only
+            # phrases and unambiguous words win over a content word.
+            strong = _NEGATIVE_PHRASES.search(joined) or any(
+                w in ("related", "newsletter", "cookie", "paywall", "share", "social",
+                      "teaser", "caption", "credit", "byline", "sidebar", "promo")
+                for w in words
+            )  # fmt: skip
+            return "negative" if strong and tag not in ("article", "main") else None
+        return "negative"
+    return None
+
+
+def _remove(el: etree._Element) -> None:
+    parent = el.getparent()
+    if parent is None:
+        return
+    # Keep the tail: it is text of the parent, not of the removed element.
+    tail = el.tail
+    if tail and tail.strip():
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(el)
 
 
 def prune(root: etree._Element) -> None:
-    """Remove everything that can never be article text, in place."""
+    """Remove everything that can never be article text, in place.
+
+    Tags and hidden elements go first; then elements whose names say
+    boilerplate, except a furniture-named element that holds a large share of
+    the page's prose (it is a wrapper, not a sidebar).
+    """
     doomed: list[etree._Element] = []
     for el in root.iter():
         tag = el.tag
-        if not isinstance(tag, str):  # comments, processing instructions
+        if not isinstance(tag, str) or tag in DROP_TAGS or (tag == "header" and el.getparent() is not None) or el.get("hidden") is not None or el.get("aria-hidden") == "true":  # comments, processing instructions
             doomed.append(el)
-            continue
-        if tag in DROP_TAGS:
-            doomed.append(el)
-            continue
-        if tag == "header" and el.getparent() is not None:
-            doomed.append(el)
-            continue
-        if el.get("hidden") is not None or el.get("aria-hidden") == "true":
-            doomed.append(el)
-            continue
-        style = el.get("style")
-        if style and _HIDDEN_STYLE.search(style):
-            doomed.append(el)
-            continue
-        if tag in ("body", "html"):
+        else:
+            style = el.get("style")
+            if style and _HIDDEN_STYLE.search(style):
+                doomed.append(el)
+    for el in doomed:
+        _remove(el)
+
+    body = next(root.iter("body"), None)
+    if body is None:
+        body = root
+    scores = score_tree(body)
+    total = scores.get(body, 0.0)
+    named: list[etree._Element] = []
+    for el in body.iter():
+        if el.tag in ("body", "html") or not isinstance(el.tag, str):
             continue
         names = _attrs(el)
-        if names and is_boilerplate_name(names, tag):
-            doomed.append(el)
-    for el in doomed:
-        parent = el.getparent()
-        if parent is None:
+        if not names:
             continue
-        # Keep the tail: it is text of the parent, not of the removed element.
-        tail = el.tail
-        if tail and tail.strip():
-            prev = el.getprevious()
-            if prev is not None:
-                prev.tail = (prev.tail or "") + tail
-            else:
-                parent.text = (parent.text or "") + tail
-        parent.remove(el)
+        verdict = name_verdict(names, el.tag)
+        share = scores.get(el, 0.0) / total if total else 0.0
+        if (verdict == "comment" and share < _COMMENT_GUARD_SHARE) or (
+            verdict == "negative" and share < _GUARD_SHARE
+        ):
+            named.append(el)
+    for el in named:
+        _remove(el)
 
 
 def _text_len(el: etree._Element) -> int:

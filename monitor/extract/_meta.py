@@ -134,7 +134,7 @@ def read_meta(root: etree._Element, headers: Mapping[str, str] | None) -> PageMe
         for tag in ("h1", "title"):
             node = next(root.iter(tag), None)
             if node is not None:
-                title = _clean_title(node.text_content() if hasattr(node, "text_content") else "")
+                title = _clean_title("".join(node.itertext()))
                 if title:
                     break
 
