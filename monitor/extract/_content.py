@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from lxml import etree  # type: ignore[import-untyped]
 
@@ -63,7 +64,12 @@ PARAGRAPH_TAGS = frozenset({"p", "pre", "blockquote", "li", "dd", "td", "h2", "h
 _CONTAINER_TAGS = frozenset({"div", "section", "article", "main", "span", "font", "center"})
 _MIN_BLOCK_CHARS = 25
 _DESCEND_SHARE = 0.85
-_HINT_SHARE = 0.6
+# Stray links per 100 prose characters: up to OK it is prose, from BAD a teaser list.
+_STRAY_OK = 0.5
+_STRAY_BAD = 1.5
+_TEASER_MAX_SHARE = 0.5
+# A semantic container is trusted when it holds at least this share of the prose.
+_HINT_MIN_SHARE = 0.2
 
 
 def _attrs(el: etree._Element) -> str:
@@ -125,7 +131,13 @@ def prune(root: etree._Element) -> None:
     doomed: list[etree._Element] = []
     for el in root.iter():
         tag = el.tag
-        if not isinstance(tag, str) or tag in DROP_TAGS or (tag == "header" and el.getparent() is not None) or el.get("hidden") is not None or el.get("aria-hidden") == "true":  # comments, processing instructions
+        if (
+            not isinstance(tag, str)
+            or tag in DROP_TAGS
+            or (tag == "header" and el.getparent() is not None)
+            or el.get("hidden") is not None
+            or el.get("aria-hidden") == "true"
+        ):  # comments, processing instructions
             doomed.append(el)
         else:
             style = el.get("style")
@@ -138,7 +150,7 @@ def prune(root: etree._Element) -> None:
     if body is None:
         body = root
     scores = score_tree(body)
-    total = scores.get(body, 0.0)
+    total = scores.score(body)
     named: list[etree._Element] = []
     for el in body.iter():
         if el.tag in ("body", "html") or not isinstance(el.tag, str):
@@ -147,7 +159,7 @@ def prune(root: etree._Element) -> None:
         if not names:
             continue
         verdict = name_verdict(names, el.tag)
-        share = scores.get(el, 0.0) / total if total else 0.0
+        share = scores.score(el) / total if total else 0.0
         if (verdict == "comment" and share < _COMMENT_GUARD_SHARE) or (
             verdict == "negative" and share < _GUARD_SHARE
         ):
@@ -187,14 +199,46 @@ def _direct_text_len(el: etree._Element) -> int:
     return total
 
 
-def score_tree(body: etree._Element) -> dict[etree._Element, float]:
-    """Bottom-up sum of block scores: every element's score includes its descendants'.
+@dataclass(slots=True)
+class Scores:
+    """Per-element sums over the subtree: prose score, prose blocks, stray links.
+
+    A "stray" link sits outside every prose block: headline links of teaser
+    lists, navigation, tag clouds. Article bodies have few of them per block.
+    """
+
+    prose: dict[etree._Element, float] = field(default_factory=dict)
+    blocks: dict[etree._Element, int] = field(default_factory=dict)
+    stray_links: dict[etree._Element, int] = field(default_factory=dict)
+
+    def score(self, el: etree._Element) -> float:
+        return self.prose.get(el, 0.0)
+
+    def teaser_penalty(self, el: etree._Element) -> float:
+        """1.0 for prose, falling to 0 as stray links per 100 prose characters rise."""
+        score = self.prose.get(el, 0.0)
+        if score <= 0:
+            return 0.0
+        density = 100.0 * self.stray_links.get(el, 0) / score
+        if density <= _STRAY_OK:
+            return 1.0
+        return max(0.0, 1.0 - (density - _STRAY_OK) / (_STRAY_BAD - _STRAY_OK))
+
+    def effective(self, el: etree._Element) -> float:
+        return self.score(el) * self.teaser_penalty(el)
+
+
+def score_tree(body: etree._Element) -> Scores:
+    """Bottom-up sums of block scores, block counts and stray links.
 
     One pass in reverse document order (children before parents), so deep or
     huge trees cost linear time.
     """
     elements = [el for el in body.iter() if isinstance(el.tag, str)]
-    scores: dict[etree._Element, float] = {}
+    result = Scores()
+    scores = result.prose
+    blocks = result.blocks
+    links = result.stray_links
     has_block: set[etree._Element] = set()
     for el in reversed(elements):
         tag = el.tag
@@ -209,6 +253,11 @@ def score_tree(body: etree._Element) -> dict[etree._Element, float]:
             direct = (el.text or "") + "".join((c.tail or "") for c in el)
             direct = " ".join(direct.split())
             own = float(len(direct)) * (1.0 if _SENTENCE_END.search(direct) else 0.3)
+        if tag == "a":
+            links[el] = links.get(el, 0) + 1
+        if own:
+            links.pop(el, None)  # links inside prose are not stray
+            blocks[el] = blocks.get(el, 0) + 1
         total = scores.get(el, 0.0) + own
         if total:
             scores[el] = total
@@ -216,36 +265,85 @@ def score_tree(body: etree._Element) -> dict[etree._Element, float]:
         if parent is not None:
             if total:
                 scores[parent] = scores.get(parent, 0.0) + total
-            if inner_block or tag in PARAGRAPH_TAGS:
+            if el in blocks:
+                blocks[parent] = blocks.get(parent, 0) + blocks[el]
+            if el in links:
+                links[parent] = links.get(parent, 0) + links[el]
+            if own or inner_block or tag in PARAGRAPH_TAGS:
                 has_block.add(parent)
-    return scores
+    return result
 
 
-def _is_hint(el: etree._Element) -> bool:
-    if el.tag in ("article", "main"):
-        return True
-    prop = (el.get("itemprop") or "").lower()
-    return prop in ("articlebody", "text", "articletext")
+def _hinted_start(body: etree._Element, scores: Scores) -> etree._Element:
+    """Where to start descending: a unique semantic article container, if it holds
+    a fair share of the prose, else <body>.
+
+    Pages mark their article with itemprop=articleBody, a single <main> or a
+    single dominant <article>; teaser cards use <article> too, hence "dominant".
+    """
+    total = scores.score(body)
+    for el in body.iter():
+        if isinstance(el.tag, str) and (el.get("itemprop") or "").lower() == "articlebody":
+            if scores.score(el) >= _HINT_MIN_SHARE * total:
+                return el
+    for tag in ("article", "main"):
+        found = [el for el in body.iter(tag) if scores.score(el) > 0]
+        if not found:
+            continue
+        best = max(found, key=scores.effective)
+        rest = sum(
+            scores.effective(el)
+            for el in found
+            if el is not best and best not in el.iterancestors()
+        )
+        if scores.score(best) >= _HINT_MIN_SHARE * total and scores.effective(best) >= 2 * rest:
+            return best
+    return body
 
 
 def find_main(root: etree._Element) -> etree._Element | None:
-    """The element that holds the article body, or None when nothing scores."""
+    """The element that holds the article body, or None when nothing scores.
+
+    Descends from <body> while one child holds nearly all of the (teaser-
+    penalized) prose, then drops teaser lists left inside the chosen node.
+    """
     body = next(root.iter("body"), None)
     if body is None:
         body = root
     scores = score_tree(body)
-    total = scores.get(body, 0.0)
-    if total <= 0:
+    if scores.score(body) <= 0:
         return None
-    node = body
+    node = _hinted_start(body, scores)
     while True:
-        children = [c for c in node if scores.get(c, 0.0) > 0]
+        children = [c for c in node if scores.score(c) > 0]
         if not children:
             break
-        best = max(children, key=lambda c: scores.get(c, 0.0))
-        share = scores[best] / scores[node]
-        if share >= _DESCEND_SHARE:
+        effective = {c: scores.effective(c) for c in children}
+        best = max(children, key=lambda c: effective[c])
+        whole = sum(effective.values())
+        if whole <= 0:  # every child link-heavy: compare plain prose instead
+            effective = {c: scores.score(c) for c in children}
+            best = max(children, key=lambda c: effective[c])
+            whole = sum(effective.values())
+        if effective[best] / whole >= _DESCEND_SHARE:
             node = best
             continue
         break
+    _drop_teasers(node, scores)
     return node
+
+
+def _drop_teasers(node: etree._Element, scores: Scores) -> None:
+    """Remove teaser lists (a stray link per prose block) inside the article node."""
+    doomed = []
+    for el in node.iterdescendants():
+        if not isinstance(el.tag, str) or el.tag in PARAGRAPH_TAGS:
+            continue
+        if (
+            scores.blocks.get(el, 0) >= 2
+            and scores.teaser_penalty(el) == 0.0
+            and scores.score(el) < _TEASER_MAX_SHARE * scores.score(node)
+        ):
+            doomed.append(el)
+    for el in doomed:
+        _remove(el)
