@@ -283,9 +283,12 @@ def _hinted_start(body: etree._Element, scores: Scores) -> etree._Element:
     """
     total = scores.score(body)
     for el in body.iter():
-        if isinstance(el.tag, str) and (el.get("itemprop") or "").lower() == "articlebody":
-            if scores.score(el) >= _HINT_MIN_SHARE * total:
-                return el
+        if (
+            isinstance(el.tag, str)
+            and (el.get("itemprop") or "").lower() == "articlebody"
+            and scores.score(el) >= _HINT_MIN_SHARE * total
+        ):
+            return el
     for tag in ("article", "main"):
         found = [el for el in body.iter(tag) if scores.score(el) > 0]
         if not found:
