@@ -34,3 +34,19 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Article extraction benchmark: ours, then trafilatura (in its own venv, never our
+# dependency) in the same run. Needs ../shared/extraction-bench; skipped without it.
+BENCH_DATA := $(abspath ../shared/extraction-bench)
+PEERS := $(CURDIR)/benchmarks/.venv-peers
+bench-extract: $(STAMP)
+	@if [ ! -f $(BENCH_DATA)/evaluate.py ]; then \
+		echo "bench-extract: $(BENCH_DATA) not found, skipped"; exit 0; fi; \
+	if [ ! -x $(PEERS)/bin/python ]; then \
+		$(PYTHON) -m venv $(PEERS) && \
+		$(PEERS)/bin/pip install --quiet 'trafilatura==2.3.1' lxml_html_clean; fi; \
+	cd $(BENCH_DATA) && \
+	$(CURDIR)/$(BIN)/python evaluate.py $(CURDIR)/benchmarks/bench_extract.py:extract \
+		--bootstrap 0 --name ours | tail -2 && \
+	$(PEERS)/bin/python evaluate.py $(CURDIR)/benchmarks/bench_extract.py:trafilatura_extract \
+		--bootstrap 0 --name trafilatura | tail -2

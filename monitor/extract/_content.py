@@ -1,0 +1,352 @@
+"""Find the article body in a page tree (lxml, for speed on whole pages).
+
+1. Drop what never counts: scripts, styles, forms' widgets, navigation,
+   sidebars, footers, hidden elements and blocks whose class/id names say
+   boilerplate (comments, related, newsletter, cookie, ...).
+2. Score text blocks: paragraph-like elements with enough text, sentence
+   punctuation and few links. Sum scores bottom-up.
+3. Descend from <body> while one child holds nearly all of the score; a
+   semantic hint (<article>, <main>, itemprop=articleBody) that holds most of
+   it is taken directly. The node reached is the article container.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree  # type: ignore[import-untyped]
+
+# Never text of an article, whatever their attributes say.
+DROP_TAGS = frozenset(
+    {
+        "script", "style", "noscript", "template", "iframe", "svg", "math", "canvas",
+        "object", "embed", "button", "select", "input", "textarea", "option", "label",
+        "nav", "footer", "aside", "dialog", "video", "audio", "picture", "img", "source",
+        "figcaption", "link", "meta", "head", "title", "menu",
+    }
+)  # fmt: skip
+
+# Class/id words (split at spaces, dashes, underscores and camelCase) that mark
+# comment threads: removed wherever they are, even when they hold much text.
+_COMMENT_WORDS = frozenset({"comment", "comments", "commentlist", "disqus", "respond", "replies"})
+# Words that mark page furniture; such an element is removed unless it holds a
+# large share of the page's prose (wrappers are often named "has-sidebar" or
+# "modal-enabled").
+_NEGATIVE_WORDS = frozenset(
+    {
+        "related", "newsletter", "cookie", "cookies", "consent", "gdpr", "share", "sharing",
+        "social", "popular", "trending", "recommended", "recommendations", "recirc",
+        "outbrain", "taboola", "paywall", "subscribe", "subscription", "signup", "promo",
+        "advert", "advertisement", "ad", "ads", "sponsor", "sponsored", "breadcrumb",
+        "breadcrumbs", "caption", "credit", "credits", "copyright", "byline", "modal",
+        "popup", "overlay", "banner", "toolbar", "sr", "screenreader", "hidden", "teaser",
+        "teasers", "ticker", "newsticker", "sidebar", "widget", "menu", "nav", "navigation",
+        "navbar", "footer", "header", "masthead", "rail", "aside", "pagination", "pager",
+        "tags", "meistgelesen", "mostread", "readmore", "author", "bio", "print", "skip",
+    }
+)  # fmt: skip
+_NEGATIVE_PHRASES = re.compile(
+    r"most-(?:read|popular|viewed|shared)|read-(?:more|also|next)|also-read|more-(?:stories|news)|"
+    r"you-may-like|visually-hidden|sign-up|lesen-sie"
+)
+_POSITIVE_WORDS = frozenset(
+    {"article", "body", "content", "entry", "main", "post", "story", "text", "prose"}
+)
+_SPLIT_NAMES = re.compile(r"[\s_\-]+|(?<=[a-z])(?=[A-Z])")
+_GUARD_SHARE = 0.3
+# A "comment" wrapper holding nearly all prose is the page itself, mis-named.
+_COMMENT_GUARD_SHARE = 0.75
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?。！？:;,»“”\"')]")
+
+PARAGRAPH_TAGS = frozenset({"p", "pre", "blockquote", "li", "dd", "td", "h2", "h3", "h4"})
+_CONTAINER_TAGS = frozenset({"div", "section", "article", "main", "span", "font", "center"})
+_MIN_BLOCK_CHARS = 25
+_DESCEND_SHARE = 0.85
+# Stray links per 100 prose characters: up to OK it is prose, from BAD a teaser list.
+_STRAY_OK = 0.5
+_STRAY_BAD = 1.5
+_TEASER_MAX_SHARE = 0.5
+# A semantic container is trusted when it holds at least this share of the prose.
+_HINT_MIN_SHARE = 0.2
+
+
+def _attrs(el: etree._Element) -> str:
+    return f"{el.get('class') or ''} {el.get('id') or ''}".strip()
+
+
+def _words(names: str) -> list[str]:
+    return [w.lower() for w in _SPLIT_NAMES.split(names) if w]
+
+
+def name_verdict(names: str, tag: str) -> str | None:
+    """ "comment", "negative" or None: what an element's class/id names say it is."""
+    if not names:
+        return None
+    words = _words(names)
+    if not words:
+        return None
+    if any(w in _COMMENT_WORDS for w in words):
+        # "comment" inside an article body's own class ("article-comment-count"
+        # buttons are small anyway); real threads are named plainly.
+        return "comment"
+    joined = "-".join(words)
+    if any(w in _NEGATIVE_WORDS for w in words) or _NEGATIVE_PHRASES.search(joined):
+        if tag in ("article", "main") or any(w in _POSITIVE_WORDS for w in words):
+            # "article-sidebar" is furniture, "article-body" is not: only
+            # phrases and unambiguous words win over a content word.
+            strong = _NEGATIVE_PHRASES.search(joined) or any(
+                w in ("related", "newsletter", "cookie", "paywall", "share", "social",
+                      "teaser", "caption", "credit", "byline", "sidebar", "promo")
+                for w in words
+            )  # fmt: skip
+            return "negative" if strong and tag not in ("article", "main") else None
+        return "negative"
+    return None
+
+
+def _remove(el: etree._Element) -> None:
+    parent = el.getparent()
+    if parent is None:
+        return
+    # Keep the tail: it is text of the parent, not of the removed element.
+    tail = el.tail
+    if tail and tail.strip():
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(el)
+
+
+def prune(root: etree._Element) -> None:
+    """Remove everything that can never be article text, in place.
+
+    Tags and hidden elements go first; then elements whose names say
+    boilerplate, except a furniture-named element that holds a large share of
+    the page's prose (it is a wrapper, not a sidebar).
+    """
+    doomed: list[etree._Element] = []
+    for el in root.iter():
+        tag = el.tag
+        if (
+            not isinstance(tag, str)
+            or tag in DROP_TAGS
+            or (tag == "header" and el.getparent() is not None)
+            or el.get("hidden") is not None
+            or el.get("aria-hidden") == "true"
+        ):  # comments, processing instructions
+            doomed.append(el)
+        else:
+            style = el.get("style")
+            if style and _HIDDEN_STYLE.search(style):
+                doomed.append(el)
+    for el in doomed:
+        _remove(el)
+
+    body = next(root.iter("body"), None)
+    if body is None:
+        body = root
+    scores = score_tree(body)
+    total = scores.score(body)
+    named: list[etree._Element] = []
+    for el in body.iter():
+        if el.tag in ("body", "html") or not isinstance(el.tag, str):
+            continue
+        names = _attrs(el)
+        if not names:
+            continue
+        verdict = name_verdict(names, el.tag)
+        share = scores.score(el) / total if total else 0.0
+        if (verdict == "comment" and share < _COMMENT_GUARD_SHARE) or (
+            verdict == "negative" and share < _GUARD_SHARE
+        ):
+            named.append(el)
+    for el in named:
+        _remove(el)
+
+
+def _text_len(el: etree._Element) -> int:
+    return len(" ".join("".join(el.itertext()).split()))
+
+
+def _link_len(el: etree._Element) -> int:
+    return sum(_text_len(a) for a in el.iter("a"))
+
+
+def _block_score(el: etree._Element) -> float:
+    """How much a paragraph-like element looks like article prose."""
+    text = " ".join("".join(el.itertext()).split())
+    length = len(text)
+    if length < _MIN_BLOCK_CHARS:
+        return 0.0
+    links = _link_len(el)
+    density = links / length
+    if density > 0.5:
+        return 0.0
+    score = length * (1.0 - density)
+    if not _SENTENCE_END.search(text):
+        score *= 0.3
+    return score
+
+
+def _direct_text_len(el: etree._Element) -> int:
+    total = len((el.text or "").strip())
+    for child in el:
+        total += len((child.tail or "").strip())
+    return total
+
+
+@dataclass(slots=True)
+class Scores:
+    """Per-element sums over the subtree: prose score, prose blocks, stray links.
+
+    A "stray" link sits outside every prose block: headline links of teaser
+    lists, navigation, tag clouds. Article bodies have few of them per block.
+    """
+
+    prose: dict[etree._Element, float] = field(default_factory=dict)
+    blocks: dict[etree._Element, int] = field(default_factory=dict)
+    stray_links: dict[etree._Element, int] = field(default_factory=dict)
+
+    def score(self, el: etree._Element) -> float:
+        return self.prose.get(el, 0.0)
+
+    def teaser_penalty(self, el: etree._Element) -> float:
+        """1.0 for prose, falling to 0 as stray links per 100 prose characters rise."""
+        score = self.prose.get(el, 0.0)
+        if score <= 0:
+            return 0.0
+        density = 100.0 * self.stray_links.get(el, 0) / score
+        if density <= _STRAY_OK:
+            return 1.0
+        return max(0.0, 1.0 - (density - _STRAY_OK) / (_STRAY_BAD - _STRAY_OK))
+
+    def effective(self, el: etree._Element) -> float:
+        return self.score(el) * self.teaser_penalty(el)
+
+
+def score_tree(body: etree._Element) -> Scores:
+    """Bottom-up sums of block scores, block counts and stray links.
+
+    One pass in reverse document order (children before parents), so deep or
+    huge trees cost linear time.
+    """
+    elements = [el for el in body.iter() if isinstance(el.tag, str)]
+    result = Scores()
+    scores = result.prose
+    blocks = result.blocks
+    links = result.stray_links
+    has_block: set[etree._Element] = set()
+    for el in reversed(elements):
+        tag = el.tag
+        own = 0.0
+        inner_block = el in has_block
+        if tag in PARAGRAPH_TAGS:
+            # An outer block whose inner blocks are scored would count twice.
+            if not inner_block:
+                own = _block_score(el)
+        elif tag in _CONTAINER_TAGS and _direct_text_len(el) >= _MIN_BLOCK_CHARS * 2:
+            # Text written straight into a <div>, lines split by <br>.
+            direct = (el.text or "") + "".join((c.tail or "") for c in el)
+            direct = " ".join(direct.split())
+            own = float(len(direct)) * (1.0 if _SENTENCE_END.search(direct) else 0.3)
+        if tag == "a":
+            links[el] = links.get(el, 0) + 1
+        if own:
+            links.pop(el, None)  # links inside prose are not stray
+            blocks[el] = blocks.get(el, 0) + 1
+        total = scores.get(el, 0.0) + own
+        if total:
+            scores[el] = total
+        parent = el.getparent()
+        if parent is not None:
+            if total:
+                scores[parent] = scores.get(parent, 0.0) + total
+            if el in blocks:
+                blocks[parent] = blocks.get(parent, 0) + blocks[el]
+            if el in links:
+                links[parent] = links.get(parent, 0) + links[el]
+            if own or inner_block or tag in PARAGRAPH_TAGS:
+                has_block.add(parent)
+    return result
+
+
+def _hinted_start(body: etree._Element, scores: Scores) -> etree._Element:
+    """Where to start descending: a unique semantic article container, if it holds
+    a fair share of the prose, else <body>.
+
+    Pages mark their article with itemprop=articleBody, a single <main> or a
+    single dominant <article>; teaser cards use <article> too, hence "dominant".
+    """
+    total = scores.score(body)
+    for el in body.iter():
+        if (
+            isinstance(el.tag, str)
+            and (el.get("itemprop") or "").lower() == "articlebody"
+            and scores.score(el) >= _HINT_MIN_SHARE * total
+        ):
+            return el
+    for tag in ("article", "main"):
+        found = [el for el in body.iter(tag) if scores.score(el) > 0]
+        if not found:
+            continue
+        best = max(found, key=scores.effective)
+        rest = sum(
+            scores.effective(el)
+            for el in found
+            if el is not best and best not in el.iterancestors()
+        )
+        if scores.score(best) >= _HINT_MIN_SHARE * total and scores.effective(best) >= 2 * rest:
+            return best
+    return body
+
+
+def find_main(root: etree._Element) -> etree._Element | None:
+    """The element that holds the article body, or None when nothing scores.
+
+    Descends from <body> while one child holds nearly all of the (teaser-
+    penalized) prose, then drops teaser lists left inside the chosen node.
+    """
+    body = next(root.iter("body"), None)
+    if body is None:
+        body = root
+    scores = score_tree(body)
+    if scores.score(body) <= 0:
+        return None
+    node = _hinted_start(body, scores)
+    while True:
+        children = [c for c in node if scores.score(c) > 0]
+        if not children:
+            break
+        effective = {c: scores.effective(c) for c in children}
+        best = max(children, key=lambda c: effective[c])
+        whole = sum(effective.values())
+        if whole <= 0:  # every child link-heavy: compare plain prose instead
+            effective = {c: scores.score(c) for c in children}
+            best = max(children, key=lambda c: effective[c])
+            whole = sum(effective.values())
+        if effective[best] / whole >= _DESCEND_SHARE:
+            node = best
+            continue
+        break
+    _drop_teasers(node, scores)
+    return node
+
+
+def _drop_teasers(node: etree._Element, scores: Scores) -> None:
+    """Remove teaser lists (a stray link per prose block) inside the article node."""
+    doomed = []
+    for el in node.iterdescendants():
+        if not isinstance(el.tag, str) or el.tag in PARAGRAPH_TAGS:
+            continue
+        if (
+            scores.blocks.get(el, 0) >= 2
+            and scores.teaser_penalty(el) == 0.0
+            and scores.score(el) < _TEASER_MAX_SHARE * scores.score(node)
+        ):
+            doomed.append(el)
+    for el in doomed:
+        _remove(el)
