@@ -26,6 +26,8 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self._out.close()
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "-c", str(self.config), "run"],
