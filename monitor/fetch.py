@@ -315,16 +315,10 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         state = _Chain(url)
-        async with self._global:
-            try:
-                async with asyncio.timeout(self._policy.timeout):
-                    result = await self._follow(session, state, headers, etag, last_modified)
-            except _Failure as failure:
-                result = state.failure(failure.kind, failure.message, failure.status)
-            except TimeoutError:
-                result = state.failure(
-                    "timeout", f"total deadline of {self._policy.timeout:g} s passed"
-                )
+        try:
+            result = await self._follow(session, state, headers, etag, last_modified)
+        except _Failure as failure:
+            result = state.failure(failure.kind, failure.message, failure.status)
         return dataclasses.replace(result, elapsed=time.monotonic() - started)
 
     async def _follow(
@@ -335,58 +329,86 @@ class Fetcher:
         etag: str | None,
         last_modified: str | None,
     ) -> FetchResult:
-        policy = self._policy
+        """Run hop after hop until a final response, within the total deadline.
+
+        Each hop takes its host's slot first and a global slot second, so
+        fetches queued behind a busy host don't hold global slots that other
+        hosts could use. Time spent waiting for slots doesn't count against
+        the deadline; time spent talking to servers does, across all hops.
+        """
+        assert self._global is not None
+        budget = self._policy.timeout
         while True:
             target = URL(state.current, encoded=True)
             host = target.raw_host or ""
             self._check_literal(target, host)
-            async with self._host_slot(host):
+            async with self._host_slot(host), self._global:
+                hop_started = time.monotonic()
                 try:
-                    async with session.get(target, headers=headers, allow_redirects=False) as resp:
-                        status = resp.status
-                        if status in _REDIRECT_STATUSES:
-                            location = resp.headers.get("Location")
-                            state.redirect(location, status, policy.max_redirects)
-                            continue
-                        return await self._finish(resp, state, etag, last_modified)
-                except aiohttp.ClientConnectorDNSError as exc:
-                    if isinstance(exc.os_error, AddressRefused):
-                        raise _Failure("refused", f"refused: {exc.os_error.reason}") from exc
-                    raise _Failure("connection", f"cannot resolve {host}: {exc.os_error}") from exc
-                except aiohttp.ConnectionTimeoutError as exc:
+                    async with asyncio.timeout(budget):
+                        result = await self._hop(
+                            session, target, host, state, headers, etag, last_modified
+                        )
+                except TimeoutError:
                     raise _Failure(
-                        "timeout", f"connect to {host} timed out ({policy.connect_timeout:g} s)"
-                    ) from exc
-                except aiohttp.SocketTimeoutError as exc:
-                    raise _Failure(
-                        "timeout", f"no data from {host} for {policy.read_timeout:g} s"
-                    ) from exc
-                except aiohttp.ClientResponseError as exc:
-                    # Raised while parsing the status line and headers.
-                    message = str(exc.message)
-                    if message.startswith("Got more than"):  # aiohttp's LineTooLong
-                        raise _Failure(
-                            "too_large",
-                            f"a response header line exceeds {policy.max_header_bytes} bytes",
-                        ) from exc
-                    raise _Failure("protocol", f"malformed response: {message[:200]}") from exc
-                except aiohttp.ClientPayloadError as exc:
-                    if _caused_by(exc, ConnectionResetError):
-                        raise _Failure(
-                            "connection", f"connection reset by {host} mid-body"
-                        ) from exc
-                    raise _Failure(
-                        "protocol",
-                        f"body ended early or could not be decoded: {str(exc)[:200]}",
-                    ) from exc
-                except aiohttp.InvalidURL as exc:
-                    raise _Failure("refused", f"refused: invalid URL {exc}") from exc
-                except TimeoutError as exc:
-                    raise _Failure("timeout", f"timed out talking to {host}") from exc
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise _Failure(
-                        "connection", f"{type(exc).__name__}: {exc}".rstrip(": ")
-                    ) from exc
+                        "timeout", f"total deadline of {self._policy.timeout:g} s passed"
+                    ) from None
+                budget -= time.monotonic() - hop_started
+            if result is not None:
+                return result
+
+    async def _hop(
+        self,
+        session: aiohttp.ClientSession,
+        target: URL,
+        host: str,
+        state: _Chain,
+        headers: Mapping[str, str],
+        etag: str | None,
+        last_modified: str | None,
+    ) -> FetchResult | None:
+        """One request; the final result, or None after recording a redirect."""
+        policy = self._policy
+        try:
+            async with session.get(target, headers=headers, allow_redirects=False) as resp:
+                status = resp.status
+                if status in _REDIRECT_STATUSES:
+                    location = resp.headers.get("Location")
+                    state.redirect(location, status, policy.max_redirects)
+                    return None
+                return await self._finish(resp, state, etag, last_modified)
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, AddressRefused):
+                raise _Failure("refused", f"refused: {exc.os_error.reason}") from exc
+            raise _Failure("connection", f"cannot resolve {host}: {exc.os_error}") from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise _Failure(
+                "timeout", f"connect to {host} timed out ({policy.connect_timeout:g} s)"
+            ) from exc
+        except aiohttp.SocketTimeoutError as exc:
+            raise _Failure("timeout", f"no data from {host} for {policy.read_timeout:g} s") from exc
+        except aiohttp.ClientResponseError as exc:
+            # Raised while parsing the status line and headers.
+            message = str(exc.message)
+            if message.startswith("Got more than"):  # aiohttp's LineTooLong
+                raise _Failure(
+                    "too_large",
+                    f"a response header line exceeds {policy.max_header_bytes} bytes",
+                ) from exc
+            raise _Failure("protocol", f"malformed response: {message[:200]}") from exc
+        except aiohttp.ClientPayloadError as exc:
+            if _caused_by(exc, ConnectionResetError):
+                raise _Failure("connection", f"connection reset by {host} mid-body") from exc
+            raise _Failure(
+                "protocol",
+                f"body ended early or could not be decoded: {str(exc)[:200]}",
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise _Failure("refused", f"refused: invalid URL {exc}") from exc
+        except TimeoutError as exc:
+            raise _Failure("timeout", f"timed out talking to {host}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Failure("connection", f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
     def _check_literal(self, target: URL, host: str) -> None:
         """Refuse a hop to a non-public IP literal; aiohttp won't ask the resolver."""

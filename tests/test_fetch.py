@@ -58,9 +58,11 @@ def fetch_one(
     return asyncio.run(go())
 
 
-def fetch_many(urls: list[str], pol: FetchPolicy) -> list[FetchResult]:
+def fetch_many(
+    urls: list[str], pol: FetchPolicy, resolver: StaticResolver | None = None
+) -> list[FetchResult]:
     async def go() -> list[FetchResult]:
-        async with Fetcher(pol) as fetcher:
+        async with Fetcher(pol, resolver=resolver) as fetcher:
             return list(await asyncio.gather(*(fetcher.fetch(u) for u in urls)))
 
     return asyncio.run(go())
@@ -441,3 +443,42 @@ def test_one_fetcher_serves_many_sequential_fetches(server: HostileServer) -> No
 
     results = asyncio.run(go())
     assert [r.status for r in results] == [304] * 20 + [410, 200]
+
+
+def test_waiting_for_a_host_slot_does_not_count_against_the_deadline(
+    server: HostileServer,
+) -> None:
+    # Six 0.2 s requests through one slot take 1.2 s in all, each well
+    # within its own 0.6 s deadline.
+    urls = [f"{server.url}/feed/queued?delay=0.2"] * 6
+    results = fetch_many(urls, policy(server, per_host_limit=1, timeout=0.6))
+    assert [r.error for r in results] == [None] * 6
+
+
+def test_fetches_queued_for_a_busy_host_leave_global_slots_to_other_hosts(
+    server: HostileServer,
+) -> None:
+    other = f"http://feeds.test:{server.port}"
+    pol = policy(
+        server,
+        per_host_limit=1,
+        total_limit=2,
+        allowed_origins=frozenset({server.url, other}),
+    )
+    finished: list[str] = []
+
+    async def go() -> None:
+        resolver = StaticResolver({"feeds.test": ["127.0.0.1"]})
+        async with Fetcher(pol, resolver=resolver) as fetcher:
+
+            async def one(name: str, url: str) -> None:
+                result = await fetcher.fetch(url)
+                assert result.ok, result.error
+                finished.append(name)
+
+            busy = [one(f"busy{i}", f"{server.url}/feed/busy?delay=0.2") for i in range(4)]
+            await asyncio.gather(*busy, one("other", f"{other}/feed/other"))
+
+    asyncio.run(go())
+    # "other" needs no slot a busy fetch holds, so it overtakes the queue.
+    assert finished.index("other") == 0, finished
