@@ -58,6 +58,7 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_STATUSES = frozenset({301, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _READ_CHUNK = 64 * 1024
+_MAX_IDLE_GATES = 1024  # host gates kept only for spacing before a prune
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,8 @@ class Fetcher:
     async def _host_slot(self, host: str) -> AsyncIterator[None]:
         gate = self._gates.get(host)
         if gate is None:
+            if len(self._gates) >= _MAX_IDLE_GATES:
+                self._prune_gates()
             gate = self._gates[host] = _HostGate(self._policy.per_host_limit)
         gate.users += 1
         try:
@@ -288,6 +291,12 @@ class Fetcher:
             # but keep one whose spacing is still running.
             if gate.users == 0 and gate.next_start <= time.monotonic():
                 del self._gates[host]
+
+    def _prune_gates(self) -> None:
+        """Drop gates of hosts that are idle and past their spacing."""
+        now = time.monotonic()
+        for host in [h for h, g in self._gates.items() if g.users == 0 and g.next_start <= now]:
+            del self._gates[host]
 
     async def fetch(
         self,
