@@ -85,14 +85,13 @@ class App:
         self.storage: Storage = open_storage(db or config.database_path())
         self.storage.ensure_feeds(f.key for f in config.feeds)
         self.executor = executor
-        self.fetcher = Fetcher(fetch_policy(config))
-        self.context = Context(config, compile_rules(config.rules))
+        self.context = Context(config, compile_rules(config.rules), Fetcher(fetch_policy(config)))
+        self._retired: list[Fetcher] = []
         self.targets = build_targets(config)
         self.rng = rng or random.Random()
         self.poller = Poller(
             context=lambda: self.context,
             storage=self.storage,
-            fetcher=self.fetcher,
             executor=executor,
             clock=utcnow,
             rng=self.rng,
@@ -115,10 +114,14 @@ class App:
         targets = build_targets(config)  # may raise: nothing changes then
         matcher = compile_rules(config.rules)
         self.storage.ensure_feeds(f.key for f in config.feeds)
+        fetcher = self.context.fetcher
+        policy = fetch_policy(config)
+        if policy != fetcher.policy:
+            self._retired.append(fetcher)  # polls in flight still use it; closed at exit
+            fetcher = Fetcher(policy)
         self.config = config
-        self.context = Context(config, matcher)
+        self.context = Context(config, matcher, fetcher)
         self.targets = targets
-        self.fetcher.policy = fetch_policy(config)
 
     async def poll(self, key: str) -> datetime | None:
         """Poll one feed by key, for the scheduler; None when it should not be polled again."""
@@ -137,7 +140,8 @@ class App:
         return list(await asyncio.gather(*(self.poller.poll(f, dry_run=dry_run) for f in feeds)))
 
     async def close(self) -> None:
-        await self.fetcher.close()
+        for fetcher in [self.context.fetcher, *self._retired]:
+            await fetcher.close()
         self.deliverer.close()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)

@@ -52,6 +52,9 @@ FEED_ACCEPT = (
 )
 """Default Accept header: feed types first, anything else last."""
 
+HTML_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
+"""Accept header for article pages."""
+
 ACCEPT_ENCODING = "gzip, deflate, br"
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -223,6 +226,11 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self._global: asyncio.Semaphore | None = None
         self._gates: dict[str, _HostGate] = {}
+
+    @property
+    def policy(self) -> FetchPolicy:
+        """The policy this fetcher was built with (a new policy needs a new Fetcher)."""
+        return self._policy
 
     async def __aenter__(self) -> Fetcher:
         return self

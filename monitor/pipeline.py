@@ -77,6 +77,7 @@ class Context:
 
     config: Config
     matcher: Matcher
+    fetcher: Fetcher
 
 
 class Poller:
@@ -87,14 +88,12 @@ class Poller:
         *,
         context: Callable[[], Context],
         storage: Storage,
-        fetcher: Fetcher,
         executor: Executor | None,
         clock: Callable[[], datetime],
         rng: random.Random | None = None,
     ) -> None:
         self._context = context
         self._storage = storage
-        self._fetcher = fetcher
         self._executor = executor
         self._clock = clock
         self._rng = rng or random.Random()
@@ -112,7 +111,7 @@ class Poller:
         started = time.monotonic()
         state = self._storage.feed_state(feed.key)
         now = self._clock()
-        result = await self._fetcher.fetch(
+        result = await ctx.fetcher.fetch(
             state.url, etag=state.etag, last_modified=state.last_modified
         )
         now = self._clock()
@@ -149,7 +148,7 @@ class Poller:
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        documents = await self._documents(feed, fresh, config.feed_extract(feed))
+        documents = await self._documents(ctx.fetcher, fresh, config.feed_extract(feed))
 
         records: list[NewEntry] = []
         alerts: list[Alert] = []
@@ -185,13 +184,13 @@ class Poller:
         return PollOutcome(label, result.status, None, len(new), tuple(alerts), due)
 
     async def _documents(
-        self, feed: FeedSpec, entries: Sequence[FeedEntry], extract_on: bool
+        self, fetcher: Fetcher, entries: Sequence[FeedEntry], extract_on: bool
     ) -> dict[str, Document]:
         """The normalized text of each entry, with the article page's text when extracting."""
         articles: dict[str, Article | None] = {}
         if extract_on:
             linked = [e for e in entries if e.link]
-            results = await asyncio.gather(*(self._article(e.link or "") for e in linked))
+            results = await asyncio.gather(*(self._article(fetcher, e.link or "") for e in linked))
             articles = {e.identity: a for e, a in zip(linked, results, strict=True)}
         docs: dict[str, Document] = {}
         for e in entries:
@@ -211,8 +210,8 @@ class Poller:
             )
         return docs
 
-    async def _article(self, link: str) -> Article | None:
-        result = await self._fetcher.fetch(link, accept=HTML_ACCEPT)
+    async def _article(self, fetcher: Fetcher, link: str) -> Article | None:
+        result = await fetcher.fetch(link, accept=HTML_ACCEPT)
         if not result.ok or not result.body:
             log.info("article=%s error=%s", link, result.error or "empty body")
             return None

@@ -12,17 +12,17 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from hostile_server import (
+
+from monitor.fetch import CheckingResolver, Fetcher, FetchPolicy, parse_retry_after
+from monitor.types import FetchResult
+from tests.hostile_server import (
     FEED_ETAG,
     FEED_LAST_MODIFIED,
     HostileServer,
     StaticResolver,
     hostile_server,
 )
-from hostile_server import feed_body as expected_feed
-
-from monitor.fetch import CheckingResolver, Fetcher, FetchPolicy, parse_retry_after
-from monitor.types import FetchResult
+from tests.hostile_server import feed_body as expected_feed
 
 UA = "rss-monitor-test/1.0 (+https://example.invalid/)"
 
