@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
+from typing import TextIO
 
 from monitor import __version__, notify
 from monitor.config import Config, FeedSpec
@@ -40,7 +41,7 @@ def fetch_policy(config: Config) -> FetchPolicy:
     )
 
 
-def build_targets(config: Config) -> Targets:
+def build_targets(config: Config, console: TextIO | None = None) -> Targets:
     """(notifier, target key) -> (masked URL, sender); the console when none is configured."""
     targets: dict[tuple[str, str], tuple[str, notify.Sender]] = {}
     for n in config.notifiers:
@@ -50,7 +51,8 @@ def build_targets(config: Config) -> Targets:
                 notify.AppriseSender(url),
             )
     if not config.notifiers:
-        targets[(notify.CONSOLE, notify.CONSOLE)] = ("console", notify.ConsoleSender())
+        sender = notify.ConsoleSender(console) if console else notify.ConsoleSender()
+        targets[(notify.CONSOLE, notify.CONSOLE)] = ("console", sender)
     return targets
 
 
@@ -80,14 +82,16 @@ class App:
         executor: Executor | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        console: TextIO | None = None,
     ) -> None:
         self.config = config
+        self._console = console
         self.storage: Storage = open_storage(db or config.database_path())
         self.storage.ensure_feeds(f.key for f in config.feeds)
         self.executor = executor
         self.context = Context(config, compile_rules(config.rules), Fetcher(fetch_policy(config)))
         self._retired: list[Fetcher] = []
-        self.targets = build_targets(config)
+        self.targets = build_targets(config, console)
         self.rng = rng or random.Random()
         self.poller = Poller(
             context=lambda: self.context,
@@ -111,7 +115,7 @@ class App:
 
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
-        targets = build_targets(config)  # may raise: nothing changes then
+        targets = build_targets(config, self._console)  # may raise: nothing changes then
         matcher = compile_rules(config.rules)
         self.storage.ensure_feeds(f.key for f in config.feeds)
         fetcher = self.context.fetcher

@@ -28,21 +28,39 @@ from monitor.storage import StorageError, open_storage
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after the command name.
+
+    After the command their defaults are suppressed, so they don't overwrite
+    a value given before it (`monitor -c x.yaml poll`).
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-c",
         "--config",
-        default=os.environ.get("MONITOR_CONFIG", "feeds.yaml"),
+        default=default(os.environ.get("MONITOR_CONFIG", "feeds.yaml")),
         help="path of feeds.yaml (default: ./feeds.yaml or $MONITOR_CONFIG)",
     )
-    common.add_argument("--db", help="database path or URL (overrides settings.database)")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument(
+        "--db", default=default(None), help="database path or URL (overrides settings.database)"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="debug logging"
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="monitor",
         description="Watch news feeds and alert when an article matches your rules.",
-        parents=[common],
+        parents=[_common(suppress=False)],
     )
+    common = _common(suppress=True)
     p.add_argument("--version", action="version", version=f"rss-monitor {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
@@ -106,7 +124,7 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
         if missing:
             print(f"monitor: no feed named {', '.join(sorted(missing))}", file=sys.stderr)
             return EXIT_USAGE
-    app = App(config, db=args.db)
+    app = App(config, db=args.db, console=sys.stderr)  # stdout is for the matches
     try:
         outcomes = await app.poll_round(feeds, dry_run=args.dry_run)
         if not args.dry_run:

@@ -80,6 +80,36 @@ class Context:
     fetcher: Fetcher
 
 
+def _document(entry: FeedEntry, article_text: str | None) -> Document:
+    """The entry's normalized fields; ``content`` is the article text when there is one."""
+    if article_text is None:
+        content, html_fields = entry.content, frozenset({"title", "summary", "content"})
+    else:
+        content, html_fields = article_text, frozenset({"title", "summary"})
+    return prepare(
+        title=entry.title,
+        summary=entry.summary,
+        content=content,
+        author=entry.author,
+        categories=entry.categories,
+        link=entry.link or "",
+        html_fields=html_fields,
+    )
+
+
+def _needs_content(ctx: Context, feed: str, tags: tuple[str, ...], without: Document) -> bool:
+    """Can the article text still change which rules match this entry?"""
+    matched = {m.rule for m in ctx.matcher.match(without, feed=feed, tags=tags)}
+    for rule in ctx.config.rules:
+        if rule.feeds and feed not in rule.feeds and not set(tags) & set(rule.feeds):
+            continue
+        if "content" not in rule.fields:
+            continue
+        if rule.exclude or rule.query or rule.name not in matched:
+            return True
+    return False
+
+
 class Poller:
     """Polls feeds with the collaborators it is given (see app.py)."""
 
@@ -148,7 +178,7 @@ class Poller:
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        documents = await self._documents(ctx.fetcher, fresh, config.feed_extract(feed))
+        documents = await self._documents(ctx, label, feed.tags, fresh, config.feed_extract(feed))
 
         records: list[NewEntry] = []
         alerts: list[Alert] = []
@@ -184,30 +214,29 @@ class Poller:
         return PollOutcome(label, result.status, None, len(new), tuple(alerts), due)
 
     async def _documents(
-        self, fetcher: Fetcher, entries: Sequence[FeedEntry], extract_on: bool
+        self,
+        ctx: Context,
+        label: str,
+        tags: tuple[str, ...],
+        entries: Sequence[FeedEntry],
+        extract_on: bool,
     ) -> dict[str, Document]:
-        """The normalized text of each entry, with the article page's text when extracting."""
-        articles: dict[str, Article | None] = {}
-        if extract_on:
-            linked = [e for e in entries if e.link]
-            results = await asyncio.gather(*(self._article(fetcher, e.link or "") for e in linked))
-            articles = {e.identity: a for e, a in zip(linked, results, strict=True)}
-        docs: dict[str, Document] = {}
-        for e in entries:
-            article = articles.get(e.identity)
+        """The normalized text of each entry, with the article page's text when extracting.
+
+        An article page is fetched only when some rule's decision can still
+        depend on it: not when every rule that looks at `content` has matched
+        on the other fields already and has nothing that could exclude it.
+        """
+        docs = {e.identity: _document(e, None) for e in entries}
+        if not extract_on:
+            return docs
+        linked = [
+            e for e in entries if e.link and _needs_content(ctx, label, tags, _document(e, ""))
+        ]
+        results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in linked))
+        for e, article in zip(linked, results, strict=True):
             if article is not None and article.text.strip():
-                content, html_fields = article.text, frozenset({"title", "summary"})
-            else:
-                content, html_fields = e.content, frozenset({"title", "summary", "content"})
-            docs[e.identity] = prepare(
-                title=e.title,
-                summary=e.summary,
-                content=content,
-                author=e.author,
-                categories=e.categories,
-                link=e.link or "",
-                html_fields=html_fields,
-            )
+                docs[e.identity] = _document(e, article.text)
         return docs
 
     async def _article(self, fetcher: Fetcher, link: str) -> Article | None:

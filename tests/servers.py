@@ -67,6 +67,8 @@ class FeedServer:
 
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
+    # path -> (status, Location or None): answers instead of the file
+    special: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     _server: _ThreadedApp | None = None
 
     def put(self, path: str, body: bytes | str, content_type: str = "application/rss+xml") -> str:
@@ -81,6 +83,10 @@ class FeedServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] = self.hits.get(path, 0) + 1
+        if path in self.special:
+            status, location = self.special[path]
+            headers = {"Location": location} if location else {}
+            return web.Response(status=status, headers=headers, text=str(status))
         if path not in self.files:
             return web.Response(status=404, text="not found")
         body, ctype = self.files[path]

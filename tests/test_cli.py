@@ -1,0 +1,267 @@
+"""The command line against real local servers and real SQLite files (in-process `main`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from tests.feeds import Item, article_page, rss
+from tests.servers import FeedServer, Mailbox, Webhook, running
+
+
+@pytest.fixture
+def site() -> Iterator[FeedServer]:
+    server = FeedServer()
+    with running(server):
+        yield server
+
+
+def _config(tmp_path: Path, feeds: str, rules: str, notifiers: str = "", extra: str = "") -> Path:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(
+        f"settings:\n  interval: 1m\n{extra}"
+        + (f"notifiers:\n{notifiers}" if notifiers else "")
+        + f"feeds:\n{feeds}rules:\n{rules}"
+    )
+    return path
+
+
+RULES = "  - name: DeepSeek\n    keywords: [DeepSeek]\n  - name: Azure\n    keywords: [Azure]\n"
+
+
+def _json_lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_poll_json_prints_one_object_per_matched_entry(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = site.url("")
+    site.put(
+        "/feed.xml",
+        rss(
+            [
+                Item("DeepSeek R2 auf Azure", f"{base}/1", description="Neues Modell"),
+                Item("Nichts Neues", f"{base}/2", description="Wetter"),
+                Item("Azure-Portfolio wächst", f"{base}/3"),
+            ]
+        ),
+    )
+    cfg = _config(
+        tmp_path, f"  - url: {site.url('/feed.xml')}\n    name: Test\n    extract: false\n", RULES
+    )
+
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+
+    assert [(r["title"], r["rules"], r["terms"]) for r in rows] == [
+        ("DeepSeek R2 auf Azure", ["DeepSeek", "Azure"], ["DeepSeek", "Azure"]),
+        ("Azure-Portfolio wächst", ["Azure"], ["Azure"]),
+    ]
+    assert {tuple(sorted(r)) for r in rows} == {
+        ("feed", "link", "published", "rules", "terms", "title")
+    }
+    assert rows[0]["feed"] == "Test" and rows[0]["link"] == f"{base}/1"
+    assert isinstance(rows[0]["published"], str)
+
+    # stored: the same entries are not new on the next round
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    assert _json_lines(capsys.readouterr().out) == []
+
+
+def test_poll_dry_run_stores_and_sends_nothing(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat = Webhook()
+    with running(chat):
+        site.put("/feed.xml", rss([Item("DeepSeek news", site.url("/1"))]))
+        cfg = _config(
+            tmp_path,
+            f"  - url: {site.url('/feed.xml')}\n    extract: false\n",
+            RULES,
+            notifiers=f"  chat: {chat.url}\n",
+        )
+        for _ in range(2):
+            assert main(["-c", str(cfg), "poll", "--dry-run", "--json"]) == 0
+            assert [r["title"] for r in _json_lines(capsys.readouterr().out)] == ["DeepSeek news"]
+        assert chat.received == []
+        assert main(["-c", str(cfg), "poll"]) == 0  # for real: stored and sent
+        assert [m["title"] for m in chat.received] == ["[DeepSeek] DeepSeek news"]
+
+
+def test_poll_feed_option_polls_only_that_feed(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put("/a.xml", rss([Item("DeepSeek A", site.url("/a1"))]))
+    site.put("/b.xml", rss([Item("DeepSeek B", site.url("/b1"))]))
+    feeds = (
+        f"  - url: {site.url('/a.xml')}\n    name: A\n    extract: false\n"
+        f"  - url: {site.url('/b.xml')}\n    name: B\n    extract: false\n"
+    )
+    cfg = _config(tmp_path, feeds, RULES)
+    assert main(["-c", str(cfg), "poll", "--feed", "B", "--json"]) == 0
+    assert [r["feed"] for r in _json_lines(capsys.readouterr().out)] == ["B"]
+    assert "/a.xml" not in site.hits
+    assert main(["-c", str(cfg), "poll", "--feed", "nope"]) == 2
+
+
+def test_first_poll_alerts_recent_and_undated_entries_but_only_records_old_ones(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put(
+        "/feed.xml",
+        rss(
+            [
+                Item("DeepSeek old", site.url("/old"), age=timedelta(days=5)),
+                Item("DeepSeek undated", site.url("/undated"), age=None),
+                Item("DeepSeek fresh", site.url("/fresh"), age=timedelta(hours=1)),
+            ]
+        ),
+    )
+    cfg = _config(tmp_path, f"  - url: {site.url('/feed.xml')}\n    extract: false\n", RULES)
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    titles = [r["title"] for r in _json_lines(capsys.readouterr().out)]
+    assert titles == ["DeepSeek undated", "DeepSeek fresh"]
+    assert main(["-c", str(cfg), "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["feeds"][0]["entries"] == 3 and status["feeds"][0]["matches"] == 2
+
+
+def test_republished_entry_with_new_guid_but_same_link_is_not_new(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = site.url("/story")
+    site.put("/feed.xml", rss([Item("DeepSeek story", link, guid="guid-1")]))
+    cfg = _config(tmp_path, f"  - url: {site.url('/feed.xml')}\n    extract: false\n", RULES)
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    assert len(_json_lines(capsys.readouterr().out)) == 1
+    site.put("/feed.xml", rss([Item("DeepSeek story (update)", link, guid="guid-2")]))
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    assert _json_lines(capsys.readouterr().out) == []
+
+
+def test_keyword_only_in_sidebar_does_not_alert_but_only_in_body_does(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put(
+        "/body.html",
+        article_page("Cloud", "Microsoft bietet DeepSeek jetzt in der Cloud an."),
+        "text/html; charset=utf-8",
+    )
+    site.put(
+        "/side.html",
+        article_page("Smartphones", "Sechs Geräte im Test.", sidebar="DeepSeek überall"),
+        "text/html; charset=utf-8",
+    )
+    site.put(
+        "/feed.xml",
+        rss([Item("Cloud", site.url("/body.html")), Item("Smartphones", site.url("/side.html"))]),
+    )
+    cfg = _config(tmp_path, f"  - url: {site.url('/feed.xml')}\n", RULES)
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    assert [r["title"] for r in _json_lines(capsys.readouterr().out)] == ["Cloud"]
+
+
+def test_article_page_is_not_fetched_when_no_rule_can_depend_on_it(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put("/a.html", article_page("x", "y"), "text/html")
+    site.put("/feed.xml", rss([Item("DeepSeek im Titel", site.url("/a.html"))]))
+    rules = "  - name: DeepSeek\n    keywords: [DeepSeek]\n"
+    cfg = _config(tmp_path, f"  - url: {site.url('/feed.xml')}\n", rules)
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    assert len(_json_lines(capsys.readouterr().out)) == 1
+    assert "/a.html" not in site.hits  # matched on the title; nothing could exclude it
+
+
+def test_gone_feed_stops_and_moved_feed_follows_the_new_url(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.special["/gone.xml"] = (410, None)
+    site.special["/old.xml"] = (301, site.url("/new.xml"))
+    site.put("/new.xml", rss([Item("DeepSeek moved", site.url("/m"))]))
+    feeds = (
+        f"  - url: {site.url('/gone.xml')}\n    name: Gone\n    extract: false\n"
+        f"  - url: {site.url('/old.xml')}\n    name: Moved\n    extract: false\n"
+    )
+    cfg = _config(tmp_path, feeds, RULES)
+    assert main(["-c", str(cfg), "poll", "--json"]) == 0
+    assert [r["title"] for r in _json_lines(capsys.readouterr().out)] == ["DeepSeek moved"]
+    assert main(["-c", str(cfg), "status", "--json"]) == 0
+    feeds_status = {f["feed"]: f for f in json.loads(capsys.readouterr().out)["feeds"]}
+    assert feeds_status["Gone"]["gone"] is True and feeds_status["Gone"]["next_poll"] is None
+    assert feeds_status["Moved"]["url"] == site.url("/new.xml")
+    assert feeds_status["Moved"]["configured_url"] == site.url("/old.xml")
+    # the next poll asks the new URL directly
+    old_hits = site.hits.get("/old.xml", 0)
+    assert main(["-c", str(cfg), "poll", "--feed", "Moved"]) == 0
+    assert site.hits.get("/old.xml", 0) == old_hits
+
+
+def test_test_notify_reaches_chat_and_email(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat, mail = Webhook(), Mailbox()
+    with running(chat, mail):
+        cfg = _config(
+            tmp_path,
+            "  - url: http://127.0.0.1:9/feed.xml\n",
+            RULES,
+            notifiers=f'  chat: {chat.url}\n  mail: "{mail.url}"\n',
+        )
+        assert main(["-c", str(cfg), "test-notify"]) == 0
+        out = capsys.readouterr().out
+        assert "chat:" in out and "mail:" in out and "FAILED" not in out
+        assert [m["title"] for m in chat.received] == ["[rss-monitor] test notification"]
+        assert [str(m["subject"]) for m in mail.messages] == ["[rss-monitor] test notification"]
+        assert main(["-c", str(cfg), "test-notify", "nope"]) == 2
+
+
+def test_test_notify_reports_a_notifier_that_is_down(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat = Webhook()  # never started: connection refused
+    cfg = _config(
+        tmp_path, "  - url: http://127.0.0.1:9/feed.xml\n", RULES, notifiers=f"  chat: {chat.url}\n"
+    )
+    assert main(["-c", str(cfg), "test-notify"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_check_reports_every_error_with_place_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(
+        "settings:\n  interval: soon\nfeeds:\n  - url: ftp://x\n"
+        "rules:\n  - name: R\n    colour: red\n"
+    )
+    assert main(["-c", str(cfg), "check"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("feeds.yaml:2:13: settings.interval")
+    assert err[1].startswith("feeds.yaml:4:10: feed url must start with http")
+    assert err[2] == "feeds.yaml:6:5: rule 'R' needs keywords, all or query"
+    assert err[3].startswith("feeds.yaml:7:5: a rule: unknown key 'colour'")
+    assert len(err) == 4
+
+
+def test_status_shows_refused_and_failing_feeds(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put("/feed.xml", rss([Item("Metadata", "http://169.254.169.254/latest/meta-data/")]))
+    feeds = (
+        f"  - url: {site.url('/feed.xml')}\n    name: Local\n"
+        "  - url: http://127.0.0.1:9/down.xml\n    name: Down\n"
+    )
+    cfg = _config(tmp_path, feeds, "  - name: M\n    keywords: [secret]\n")
+    assert main(["-c", str(cfg), "poll"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "Down" in out and "ERROR (1 in a row)" in out
+    assert "/169.254.169.254" not in site.hits
