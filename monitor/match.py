@@ -162,6 +162,42 @@ def _runaway(pattern: str) -> int | None:
     return None
 
 
+def _case_insensitive(source: str) -> re.Pattern[str]:
+    """``source`` compiled to match case-insensitively on case-folded text.
+
+    The text is already lower case, so lowering the pattern's literals gives
+    the same matches as re.IGNORECASE at a fraction of the cost (Python's
+    engine loses its literal-prefix search under IGNORECASE: 4-8x slower).
+    Escapes keep their case (``\\D`` is not ``\\d``); anything unusual
+    falls back to re.IGNORECASE.
+    """
+    out: list[str] = []
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if c == "\\":
+            if source.startswith("N{", i + 1):  # a character name: keep its case
+                return _fallback(source)
+            out.append(source[i : i + 2])
+            i += 2
+            continue
+        if c == "(" and source.startswith("(?", i) and "L" in source[i : i + 4]:
+            return _fallback(source)
+        lowered = c.lower()
+        if len(lowered) != 1:  # İ lowers to two characters: a quantifier would bind apart
+            return _fallback(source)
+        out.append(lowered)
+        i += 1
+    try:
+        return re.compile("".join(out))
+    except re.error:
+        return _fallback(source)
+
+
+def _fallback(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.IGNORECASE)
+
+
 def _parse_term(raw: str) -> tuple[_TermSpec | None, list[tuple[int | None, str]]]:
     """The compiled form of ``raw`` and its problems as (offset, message)."""
     text = raw.strip()
@@ -184,9 +220,10 @@ def _parse_term(raw: str) -> tuple[_TermSpec | None, list[tuple[int | None, str]
                 )
             ]
         try:
-            compiled = re.compile(source, re.IGNORECASE)
+            re.compile(source, re.IGNORECASE)
         except re.error as exc:
             return None, [(lead + 1 + (exc.pos or 0), f"invalid regular expression: {exc.msg}")]
+        compiled = _case_insensitive(source)
         if compiled.search("") is not None or any(
             m.start() == m.end() for m in compiled.finditer("ab 12-cd")
         ):
@@ -261,6 +298,7 @@ class _Ref:
     term_id: int
     fields: tuple[str, ...]
     display: str  # the term as the rule writes it
+    literal: bool  # found by the automaton (else a regex, run on demand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +387,9 @@ class _Builder:
             spec, found = _parse_term(raw)
             problems.extend(RuleProblem(key, index, offset, msg) for offset, msg in found)
             if spec is not None:
-                out.append(_Ref(self.term_id(spec), fields, raw.strip()))
+                out.append(
+                    _Ref(self.term_id(spec), fields, raw.strip(), isinstance(spec, _Literal))
+                )
         return out
 
     def build_query(
@@ -375,7 +415,8 @@ class _Builder:
                 RuleProblem("query", None, node.offset + (off or 0), msg) for off, msg in found
             )
             term_id = -1 if spec is None else self.term_id(spec)
-            return _Ref(term_id, node.fields or fields, node.text.strip())
+            literal = isinstance(spec, _Literal)
+            return _Ref(term_id, node.fields or fields, node.text.strip(), literal)
         if isinstance(node, Not):
             return _None(self.convert(node.child, fields, problems))
         children = tuple(self.convert(child, fields, problems) for child in node.children)
@@ -405,7 +446,7 @@ def validate_rule(rule: RuleSpec) -> list[RuleProblem]:
 class _State:
     """Per-entry findings: literal hits from the automaton, regex hits on demand."""
 
-    __slots__ = ("doc", "literal", "regex", "terms")
+    __slots__ = ("doc", "found", "literal", "regex", "terms")
 
     def __init__(
         self,
@@ -417,6 +458,7 @@ class _State:
         self.terms = terms
         self.literal = literal
         self.regex: dict[tuple[int, str], list[tuple[int, int]]] = {}
+        self.found: dict[tuple[int, str], bool] = {}
 
     def spans(self, term_id: int, field: str) -> list[tuple[int, int]]:
         spec = self.terms[term_id]
@@ -424,6 +466,8 @@ class _State:
             return self.literal.get(term_id, {}).get(field, [])
         key = (term_id, field)
         found = self.regex.get(key)
+        if found is None and not self.found.get(key, True):
+            found = self.regex[key] = []
         if found is None:
             text = self.doc.fields.get(field, "")
             found = []
@@ -434,13 +478,44 @@ class _State:
             self.regex[key] = found
         return found
 
+    def regex_found(self, term_id: int, field: str) -> bool:
+        """Whether a regex term occurs in ``field``: one search, hits only if needed."""
+        key = (term_id, field)
+        known = self.found.get(key)
+        if known is None:
+            spec = self.terms[term_id]
+            assert isinstance(spec, _Regex)
+            text = self.doc.fields.get(field, "")
+            known = spec.pattern.search(text, 0, min(len(text), MAX_REGEX_TEXT)) is not None
+            self.found[key] = known
+        return known
+
     def true(self, expr: _Expr) -> bool:
-        if isinstance(expr, _Ref):
-            return any(self.spans(expr.term_id, f) for f in expr.fields)
-        if isinstance(expr, _All):
-            return all(self.true(c) for c in expr.children)
-        if isinstance(expr, _Any):
-            return any(self.true(c) for c in expr.children)
+        # the hot path of rule evaluation: plain loops, literal terms inline
+        if type(expr) is _Ref:
+            if expr.literal:
+                found = self.literal.get(expr.term_id)
+                if found is None:
+                    return False
+                for f in expr.fields:  # noqa: SIM110
+                    if f in found:
+                        return True
+                return False
+            for f in expr.fields:  # noqa: SIM110
+                if self.regex_found(expr.term_id, f):
+                    return True
+            return False
+        if type(expr) is _All:
+            for c in expr.children:  # noqa: SIM110
+                if not self.true(c):
+                    return False
+            return True
+        if type(expr) is _Any:
+            for c in expr.children:  # noqa: SIM110
+                if self.true(c):
+                    return True
+            return False
+        assert isinstance(expr, _None)
         return not self.true(expr.child)
 
     def hits(self, expr: _Expr, out: list[Hit]) -> None:
