@@ -106,7 +106,7 @@ def _vocabulary(rng: random.Random, size: int) -> list[str]:
         if word.lower() not in words:
             words.add(word)
     # nouns capitalized, German style: the matcher folds case anyway
-    ordered = sorted(w.capitalize() if rng.random() < 0.3 else w for w in words)
+    ordered = sorted(w.capitalize() if rng.random() < 0.3 else w for w in sorted(words))
     rng.shuffle(ordered)
     return ordered
 

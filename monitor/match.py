@@ -572,10 +572,11 @@ class Matcher:
                 for term_id in trigger:
                     self._by_term.setdefault(term_id, []).append(index)
         # one automaton over the key token of every literal term
-        keyed: dict[str, list[tuple[int, _Literal]]] = {}
+        keyed: dict[str, list[tuple[int, _Literal, bool]]] = {}
         for term_id, spec in enumerate(self._terms):
             if isinstance(spec, _Literal):
-                keyed.setdefault(spec.tokens[spec.key_index], []).append((term_id, spec))
+                single = len(spec.tokens) == 1 and not spec.prefix and spec.last_word
+                keyed.setdefault(spec.tokens[spec.key_index], []).append((term_id, spec, single))
         self._automaton: ahocorasick.Automaton | None = None
         if keyed:
             automaton = ahocorasick.Automaton()
@@ -610,6 +611,7 @@ class Matcher:
             text = doc.fields.get(field, "")
             if not text:
                 continue
+            n = len(text)
             for last, (length, check_start, entries) in automaton.iter(text):
                 ke = last + 1
                 ks = ke - length
@@ -619,7 +621,15 @@ class Matcher:
                     c = text[ks - 1]
                     if c.isalnum() and (c < "\u2e80" or not _is_cjk(c)):
                         continue
-                for term_id, term in entries:
+                after = text[ke] if ke < n else " "
+                # a single word followed by a word character other than "s"
+                # (the key inside a longer word) is by far the commonest miss
+                inside = (
+                    after != "s" and after.isalnum() and (after < "\u2e80" or not _is_cjk(after))
+                )
+                for term_id, term, single in entries:
+                    if single and inside:
+                        continue
                     span = _verify(term, text, ks, ke)
                     if span is not None:
                         spans = found.setdefault(term_id, {}).setdefault(field, [])
