@@ -32,6 +32,9 @@ fmt: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+bench-match: $(STAMP)
+	$(BIN)/python benchmarks/bench_match.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 

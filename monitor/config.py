@@ -428,11 +428,6 @@ def _rules(
         if name in names:
             ld.error(nodes["name"], f"duplicate rule name {name!r}")
         names.add(name)
-        has_lists = bool(values.get("keywords") or values.get("all"))
-        if values.get("query") is not None and (has_lists or values.get("exclude")):
-            ld.error(nodes["query"], f"rule {name!r}: use either query or keywords/all/exclude")
-        elif not has_lists and not values.get("query"):
-            ld.error(item, f"rule {name!r} needs keywords, all or query")
         for i, f in enumerate(values.get("fields", ())):
             if f not in RULE_FIELDS:
                 ld.error(item_nodes["fields"][i], f"unknown field {f!r} ({', '.join(RULE_FIELDS)})")
@@ -443,7 +438,7 @@ def _rules(
             if f not in feed_refs:
                 ld.error(item_nodes["feeds"][i], f"rule {name!r}: no feed or tag named {f!r}")
         spec = RuleSpec(**{k: v for k, v in values.items() if v is not None})
-        for problem in validate_rule(spec):
+        for problem in validate_rule(spec):  # terms, regexes, query syntax, the rule's shape
             pnode: Node | None = nodes.get(problem.key, item)
             if problem.index is not None and problem.key in item_nodes:
                 pnode = item_nodes[problem.key][problem.index]

@@ -1,24 +1,217 @@
-"""Placeholder until the matcher branch lands: minimal normalization."""
+"""Text normalization shared by rule terms and entry text (SPEC section 5).
+
+Terms and text go through the same :func:`normalize`, so matching can compare
+them literally. Offsets of hits are offsets into the normalized text, which is
+what :func:`prepare` stores in a :class:`~monitor.types.Document`.
+
+Order matters: HTML is reduced first (entities may decode to mojibake or to
+invisible characters), mojibake is repaired before case folding (folding would
+turn ``Ã`` into ``ã`` and hide the pattern).
+"""
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 import unicodedata
 
-from bs4 import BeautifulSoup
+import ftfy
+from lxml import etree  # type: ignore[import-untyped]  # no stubs in our deps
 
 from monitor.types import Document
 
+__all__ = ["normalize", "prepare"]
+
+# UTF-8 read as Latin-1/cp1252: a lead byte C2-F4 shown as Â..ô followed by a
+# continuation byte 80-BF shown as a C1 control, a cp1252 symbol or NBSP..¿.
+# A hit only means ftfy gets a look; ftfy itself decides whether to change.
+_MOJIBAKE_HINT = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+    "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
+    "\u20ac\u2122]"
+)
+
+# Removed outright: soft hyphen, zero-width space/non-joiner/joiner, word
+# joiner, BOM / zero-width no-break space, invisible separators.
+_INVISIBLE = (
+    "\u00ad",
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u2060",
+    "\u2061",
+    "\u2062",
+    "\u2063",
+    "\u2064",
+    "\ufeff",
+)
+# Unified to ASCII: typographic apostrophes / single quotes that sit inside
+# words (’ in DeepSeek’s) and the dash family (‐ ‑ ‒ – — ― − ﹘ ﹣ －).
+_APOSTROPHES = ("\u2019", "\u2018", "\u02bc", "\u2032", "\u00b4", "\u0060")
+_DASHES = (
+    "\u2010",
+    "\u2011",
+    "\u2012",
+    "\u2013",
+    "\u2014",
+    "\u2015",
+    "\u2212",
+    "\ufe58",
+    "\ufe63",
+    "\uff0d",
+)
+_REPLACEMENTS: tuple[tuple[str, str], ...] = (
+    tuple((c, "") for c in _INVISIBLE)
+    + tuple((c, "'") for c in _APOSTROPHES)
+    + tuple((c, "-") for c in _DASHES)
+)
+
+# Elements whose content is never visible text.
+_SKIP = frozenset({"script", "style", "template", "noscript", "head", "title", "iframe", "object"})
+# Elements that separate words (block and line-breaking elements). Anything
+# else is inline and joins its neighbours: <b>Deep</b>Seek is one word, and
+# <wbr> (an empty inline element) joins the word it breaks.
+_BLOCK = frozenset(
+    {
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "body",
+        "br",
+        "caption",
+        "dd",
+        "details",
+        "dialog",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "html",
+        "img",
+        "input",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "option",
+        "p",
+        "pre",
+        "section",
+        "select",
+        "summary",
+        "table",
+        "tbody",
+        "td",
+        "textarea",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+    }
+)
+
+
+def _html_parser() -> etree.HTMLParser:
+    # remove_comments: comment text never reaches the tree; no_network and
+    # the HTML parser's lack of entity expansion keep untrusted input inert.
+    return etree.HTMLParser(
+        encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True
+    )
+
+
+_PARSER = _html_parser()
+
+
+def _visible_text(markup: str) -> str:
+    """The text a browser shows for ``markup``, blocks separated by spaces."""
+    data = markup.encode("utf-8", "replace")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError:
+        return ""
+    if root is None:
+        return ""
+    parts: list[str] = []
+    _collect(root, parts)
+    return "".join(parts)
+
+
+def _collect(element: etree._Element, parts: list[str]) -> None:
+    tag = element.tag
+    if not isinstance(tag, str):  # entity references and the like
+        if element.tail:
+            parts.append(element.tail)
+        return
+    tag = tag.lower()
+    if tag in _SKIP:
+        parts.append(" ")
+    else:
+        block = tag in _BLOCK
+        if block:
+            parts.append(" ")
+        if element.text:
+            parts.append(element.text)
+        for child in element:
+            _collect(child, parts)
+        if block:
+            parts.append(" ")
+    if element.tail:
+        parts.append(element.tail)
+
+
+def _replace(text: str) -> str:
+    for old, new in _REPLACEMENTS:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
 
 def normalize(text: str, *, html: bool = False) -> str:
-    """Normalize text for matching."""
+    """Normalize ``text`` for matching (SPEC section 5).
+
+    NFKC, case folding (``ß`` -> ``ss``), soft hyphens / zero-width characters
+    / BOMs removed, mojibake repaired (``GroÃŸinvestor`` -> ``großinvestor``),
+    typographic apostrophes -> ``'`` and dashes -> ``-``, runs of white space
+    collapsed to one space, no leading or trailing space.
+
+    With ``html=True`` the input is HTML and is first reduced to its visible
+    text: no ``<script>``/``<style>`` content, no attribute values, no
+    comments; ``<wbr>`` and inline elements join, block elements separate
+    words. A string without ``<`` or ``&`` skips the HTML parser.
+    """
     if html and ("<" in text or "&" in text):
-        soup = BeautifulSoup(text, "lxml")
-        for tag in soup(["script", "style"]):
-            tag.decompose()
-        text = soup.get_text(" ")
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"\s+", " ", text).strip()
+        text = _visible_text(text) if "<" in text else html_lib.unescape(text)
+    if text.isascii():
+        # Plain ASCII is already NFKC and has no mojibake or typographic
+        # punctuation: only the backtick needs unifying.
+        if "`" in text:
+            text = text.replace("`", "'")
+        return " ".join(text.lower().split())
+    if _MOJIBAKE_HINT.search(text) is not None:
+        text = ftfy.fix_encoding(text)
+    text = _replace(text)
+    if not unicodedata.is_normalized("NFKC", text):
+        # before and after NFKC: it would turn ´ into space + combining accent,
+        # and it maps full-width and small-form dashes onto the dash family
+        text = _replace(unicodedata.normalize("NFKC", text))
+    text = text.casefold()
+    # Folding can produce text that is not NFKC again (rare, e.g. some Greek);
+    # terms and text are folded the same way, so they stay comparable.
+    return " ".join(text.split())
 
 
 def prepare(
@@ -31,7 +224,11 @@ def prepare(
     link: str = "",
     html_fields: frozenset[str] = frozenset({"title", "summary", "content"}),
 ) -> Document:
-    """Build the normalized document of an entry."""
+    """Build the normalized :class:`Document` of an entry.
+
+    ``html_fields`` names the fields whose text is HTML. ``categories`` are
+    joined by ``" ; "`` so a term never spans two categories.
+    """
     raw = {
         "title": title,
         "summary": summary,
@@ -40,4 +237,6 @@ def prepare(
         "categories": " ; ".join(categories),
         "link": link,
     }
-    return Document({k: normalize(v, html=k in html_fields) for k, v in raw.items()})
+    return Document(
+        fields={name: normalize(value, html=name in html_fields) for name, value in raw.items()}
+    )

@@ -245,7 +245,7 @@ def test_check_reports_every_error_with_place_and_exits_2(
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("feeds.yaml:2:13: settings.interval")
     assert err[1].startswith("feeds.yaml:4:10: feed url must start with http")
-    assert err[2] == "feeds.yaml:6:5: rule 'R' needs keywords, all or query"
+    assert err[2] == "feeds.yaml:6:5: rule 'R': a rule needs keywords, all or query"
     assert err[3].startswith("feeds.yaml:7:5: a rule: unknown key 'colour'")
     assert len(err) == 4
 
