@@ -704,9 +704,10 @@ def snippet(doc: Document, hit: Hit, *, width: int = 160) -> Snippet:
     """An excerpt of about ``width`` characters around ``hit``.
 
     The context is cut at word boundaries (spaces); ``…`` marks a cut. The hit
-    itself is never cut. Text is the normalized (case-folded) field text.
+    itself is never cut. Text is the field as written (``doc.display``) where
+    it has the offsets of the normalized text, else the normalized text.
     """
-    text = doc.fields.get(hit.field, "")
+    text = doc.display.get(hit.field) or doc.fields.get(hit.field, "")
     room = max(0, width - (hit.end - hit.start))
     half = room // 2
     lo = max(0, hit.start - half)

@@ -193,6 +193,16 @@ def normalize(text: str, *, html: bool = False) -> str:
     comments; ``<wbr>`` and inline elements join, block elements separate
     words. A string without ``<`` or ``&`` skips the HTML parser.
     """
+    return _display(text, html=html).casefold()
+
+
+def _display(text: str, *, html: bool) -> str:
+    """Everything ``normalize`` does except case folding.
+
+    Folding never adds or removes white space, so folding this gives the
+    normalized text; where folding keeps the length (almost always), offsets
+    into one are offsets into the other.
+    """
     if html and ("<" in text or "&" in text):
         text = _visible_text(text) if "<" in text else html_lib.unescape(text)
     if text.isascii():
@@ -200,7 +210,7 @@ def normalize(text: str, *, html: bool = False) -> str:
         # punctuation: only the backtick needs unifying.
         if "`" in text:
             text = text.replace("`", "'")
-        return " ".join(text.lower().split())
+        return " ".join(text.split())
     if _MOJIBAKE_HINT.search(text) is not None:
         text = ftfy.fix_encoding(text)
     text = _replace(text)
@@ -208,7 +218,6 @@ def normalize(text: str, *, html: bool = False) -> str:
         # before and after NFKC: it would turn ´ into space + combining accent,
         # and it maps full-width and small-form dashes onto the dash family
         text = _replace(unicodedata.normalize("NFKC", text))
-    text = text.casefold()
     # Folding can produce text that is not NFKC again (rare, e.g. some Greek);
     # terms and text are folded the same way, so they stay comparable.
     return " ".join(text.split())
@@ -237,6 +246,12 @@ def prepare(
         "categories": " ; ".join(categories),
         "link": link,
     }
-    return Document(
-        fields={name: normalize(value, html=name in html_fields) for name, value in raw.items()}
-    )
+    fields: dict[str, str] = {}
+    display: dict[str, str] = {}
+    for name, value in raw.items():
+        shown = _display(value, html=name in html_fields)
+        folded = shown.casefold()
+        fields[name] = folded
+        if folded != shown and len(folded) == len(shown):
+            display[name] = shown
+    return Document(fields=fields, display=display)

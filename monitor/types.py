@@ -115,9 +115,12 @@ class Document:
     """The normalized text of an entry, field name -> text, ready to match.
 
     Field names: title, summary, content, author, categories, link.
+    ``display`` holds, where it differs, the same text before case folding,
+    with the same offsets, so alerts quote the article as written.
     """
 
     fields: Mapping[str, str]
+    display: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,7 +298,18 @@ def test_snippet_of_short_text_is_the_whole_text() -> None:
     hit = Hit("DeepSeek", "content", 17, 25)
     assert snippet(doc, hit) == snippet(doc, hit, width=160)
     s = snippet(doc, hit)
-    assert (s.before, s.hit, s.after) == ("microsoft bringt ", "deepseek", " nach azure.")
+    assert (s.before, s.hit, s.after) == ("Microsoft bringt ", "DeepSeek", " nach Azure.")
+
+
+def test_snippet_quotes_the_text_as_written_unless_folding_changed_its_length() -> None:
+    doc = prepare(title="", summary="", content="Die Großbank nutzt DeepSeek.")
+    hit = Hit("DeepSeek", "content", 20, 28)
+    assert doc.fields["content"][20:28] == "deepseek"
+    s = snippet(doc, hit)  # ß folds to ss: the offsets only fit the folded text
+    assert (s.before, s.hit, s.after) == ("die grossbank nutzt ", "deepseek", ".")
+    doc = prepare(title="", summary="", content="Die Bank nutzt DeepSeek.")
+    s = snippet(doc, Hit("DeepSeek", "content", 15, 23))
+    assert (s.before, s.hit, s.after) == ("Die Bank nutzt ", "DeepSeek", ".")
 
 
 def test_snippet_cuts_long_text_at_word_boundaries_with_ellipsis() -> None:
