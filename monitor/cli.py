@@ -24,6 +24,7 @@ from monitor.config import (
 )
 from monitor.render import test_message
 from monitor.storage import StorageError, open_storage
+from monitor.types import RuleMatch, Snippet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -77,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     ma.add_argument("--since", default="7d", help="how far back (default 7d)")
     ma.add_argument("--rule", help="only this rule")
     ma.add_argument("--json", action="store_true")
+    rules = sub.add_parser("rules", parents=[common], help="work with rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
+    rt = rules_sub.add_parser(
+        "test", parents=[common], help="replay the rules over stored articles; sends nothing"
+    )
+    rt.add_argument("--since", default="30d", help="how far back (default 30d)")
+    rt.add_argument("--rule", help="only this rule")
+    rt.add_argument("--samples", type=int, default=5, help="articles shown per rule (default 5)")
+    rt.add_argument("--json", action="store_true")
     return p
 
 
@@ -264,6 +274,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quote(s: Snippet | None) -> str:
+    return f"{s.field}: {s.before}»{s.hit}«{s.after}" if s else ""
+
+
+def _explain(matches: Sequence[RuleMatch]) -> list[dict[str, object]]:
+    return [
+        {
+            "rule": m.rule,
+            "hits": [
+                {"term": h.term, "field": h.field, "start": h.start, "end": h.end} for h in m.hits
+            ],
+        }
+        for m in matches
+    ]
+
+
 def cmd_matches(args: argparse.Namespace) -> int:
     config = _load(args.config)
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
@@ -284,15 +310,74 @@ def cmd_matches(args: argparse.Namespace) -> int:
                         "seen": _iso(r.seen),
                         "rules": list(r.rules),
                         "terms": list(r.terms),
+                        "explain": _explain(r.matches),
+                        "snippet": _quote(r.snippet) or None,
                     },
                     ensure_ascii=False,
                 )
             )
-        else:
-            print(f"{_iso(r.seen)} [{', '.join(r.rules)}] {r.title}\n    {r.feed} · {r.link}")
-            print(f"    terms: {', '.join(r.terms)}")
+            continue
+        print(f"{_iso(r.seen)} [{', '.join(r.rules)}] {r.title}\n    {r.feed} · {r.link}")
+        for m in r.matches:
+            where = ", ".join(f"{h.term!r} in {h.field} at {h.start}" for h in m.hits)
+            print(f"    {m.rule}: {where}")
+        if r.snippet:
+            print(f"    {_quote(r.snippet)}")
     if not args.json:
         print(f"{len(records)} matches in the last {format_duration(parse_duration(args.since))}")
+    return EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from monitor.backtest import backtest
+    from monitor.match import compile_rules
+
+    config = _load(args.config)
+    if args.rule and args.rule not in {r.name for r in config.rules}:
+        print(f"monitor: no rule named {args.rule!r}", file=sys.stderr)
+        return EXIT_USAGE
+    seconds = parse_duration(args.since)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    store = open_storage(args.db or config.database_path())
+    try:
+        articles = store.articles_since(since)
+    finally:
+        store.close()
+    tags = {f.key: f.tags for f in config.feeds}
+    reports, seen = backtest(
+        compile_rules(config.rules), articles, tags, only=args.rule, samples=args.samples
+    )
+    if args.json:
+        for report in reports:
+            print(
+                json.dumps(
+                    {
+                        "rule": report.rule,
+                        "fired": report.fired,
+                        "articles": seen,
+                        "samples": [
+                            {
+                                "feed": smp.article.feed,
+                                "title": smp.article.title,
+                                "link": smp.article.link,
+                                "seen": _iso(smp.article.seen),
+                                "explain": _explain([smp.match]),
+                                "snippet": _quote(smp.snippet) or None,
+                            }
+                            for smp in report.samples
+                        ],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return EXIT_OK
+    print(f"{seen} stored articles from the last {format_duration(seconds)}; nothing is sent")
+    for report in reports:
+        print(f"\n{report.rule}: would have fired on {report.fired} of {seen}")
+        for smp in report.samples:
+            print(f"  - {smp.article.title}\n    {smp.article.feed} · {smp.article.link}")
+            if smp.snippet:
+                print(f"    {_quote(smp.snippet)}")
     return EXIT_OK
 
 
@@ -303,6 +388,7 @@ COMMANDS = {
     "test-notify": cmd_test_notify,
     "status": cmd_status,
     "matches": cmd_matches,
+    "rules": cmd_rules,
 }
 
 

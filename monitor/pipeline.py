@@ -28,7 +28,15 @@ from monitor.normalize import prepare
 from monitor.parse import parse_feed
 from monitor.render import render
 from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
-from monitor.types import Article, Document, FeedEntry, FetchResult, ParsedFeed, RuleMatch
+from monitor.types import (
+    Article,
+    Document,
+    FeedEntry,
+    FetchResult,
+    ParsedFeed,
+    RuleMatch,
+    Snippet,
+)
 
 log = logging.getLogger("monitor.poll")
 T = TypeVar("T")
@@ -188,15 +196,17 @@ class Poller:
                 records.append(NewEntry(entry=entry, first_seen=now))
                 continue
             matches = ctx.matcher.match(doc, feed=label, tags=feed.tags)
-            outgoing = self._outgoing(config, label, entry, doc, matches)
+            hit = matches[0].hits[0] if matches and matches[0].hits else None
+            quote = snippet(doc, hit) if hit else None
+            outgoing = self._outgoing(config, label, entry, matches, quote)
             rules = tuple(m.rule for m in matches)
             terms = tuple(dict.fromkeys(t for m in matches for t in m.terms))
             records.append(
                 NewEntry(
                     entry=entry,
                     first_seen=now,
-                    rules=rules,
-                    terms=terms,
+                    matches=matches,
+                    snippet=quote,
                     document=dict(doc.fields),
                     outgoing=outgoing,
                 )
@@ -251,15 +261,12 @@ class Poller:
         config: Config,
         feed: str,
         entry: FeedEntry,
-        doc: Document,
         matches: Sequence[RuleMatch],
+        quote: Snippet | None,
     ) -> tuple[Outgoing, ...]:
         if not matches:
             return ()
-        hit = matches[0].hits[0] if matches[0].hits else None
-        message = render(
-            feed=feed, entry=entry, matches=matches, snippet=snippet(doc, hit) if hit else None
-        )
+        message = render(feed=feed, entry=entry, matches=matches, snippet=quote)
         if not config.notifiers:
             return (Outgoing(notify.CONSOLE, notify.CONSOLE, message),)
         by_rule = {r.name: r for r in config.rules}

@@ -265,3 +265,43 @@ def test_status_shows_refused_and_failing_feeds(
     out = capsys.readouterr().out
     assert "Down" in out and "ERROR (1 in a row)" in out
     assert "/169.254.169.254" not in site.hits
+
+
+def test_matches_explains_and_rules_test_replays_stored_articles(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put(
+        "/feed.xml",
+        rss(
+            [
+                Item("DeepSeek-Modelle auf Azure", site.url("/1"), description="Neu bei Microsoft"),
+                Item("Kiosk-Systeme im Test", site.url("/2"), description="Kassen und Kiosk"),
+                Item("KI im Einzelhandel", site.url("/3"), description="Sprachmodelle"),
+            ]
+        ),
+    )
+    cfg = _config(tmp_path, f"  - url: {site.url('/feed.xml')}\n    extract: false\n", RULES)
+    assert main(["-c", str(cfg), "poll"]) == 0
+    capsys.readouterr()
+
+    assert main(["-c", str(cfg), "matches", "--json"]) == 0
+    [row] = _json_lines(capsys.readouterr().out)
+    assert row["rules"] == ["DeepSeek", "Azure"]
+    explain = row["explain"]
+    assert isinstance(explain, list)
+    assert explain[0]["hits"][0] == {"term": "DeepSeek", "field": "title", "start": 0, "end": 8}
+    assert row["snippet"] == "title: »DeepSeek«-Modelle auf Azure"
+
+    # a rule added later is tried on history; nothing is sent or stored
+    cfg.write_text(cfg.read_text() + "  - name: KI\n    keywords: [KI]\n")
+    assert main(["-c", str(cfg), "rules", "test", "--since", "1d", "--json"]) == 0
+    reports = {r["rule"]: r for r in _json_lines(capsys.readouterr().out)}
+    assert {k: v["fired"] for k, v in reports.items()} == {"DeepSeek": 1, "Azure": 1, "KI": 1}
+    assert reports["KI"]["articles"] == 3
+    samples = reports["KI"]["samples"]
+    assert isinstance(samples, list) and samples[0]["title"] == "KI im Einzelhandel"
+    assert main(["-c", str(cfg), "rules", "test", "--rule", "KI"]) == 0
+    out = capsys.readouterr().out
+    assert "KI: would have fired on 1 of 3" in out and "Azure" not in out
+    assert main(["-c", str(cfg), "matches", "--json"]) == 0
+    assert len(_json_lines(capsys.readouterr().out)) == 1

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from monitor.types import FeedEntry, Message
+from monitor.types import FeedEntry, Message, RuleMatch, Snippet
 
 
 class StorageError(Exception):
@@ -60,8 +60,8 @@ class NewEntry:
 
     entry: FeedEntry
     first_seen: datetime
-    rules: tuple[str, ...] = ()  # matched rules
-    terms: tuple[str, ...] = ()  # matched terms
+    matches: tuple[RuleMatch, ...] = ()  # with their hits, for `monitor matches`
+    snippet: Snippet | None = None
     document: Mapping[str, str] | None = None  # normalized text, kept for `rules test`
     outgoing: tuple[Outgoing, ...] = ()
 
@@ -89,12 +89,15 @@ class MatchRecord:
     seen: datetime
     rules: tuple[str, ...]
     terms: tuple[str, ...]
+    matches: tuple[RuleMatch, ...] = ()
+    snippet: Snippet | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StoredArticle:
     """The stored normalized text of an entry, for ``monitor rules test``."""
 
+    feed_key: str
     feed: str
     title: str
     link: str | None

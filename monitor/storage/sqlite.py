@@ -17,7 +17,7 @@ from monitor.storage.base import (
     StorageError,
     StoredArticle,
 )
-from monitor.types import Message
+from monitor.types import Hit, Message, RuleMatch, Snippet
 
 # Each migration takes the schema from version N to N+1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -51,6 +51,8 @@ MIGRATIONS: tuple[str, ...] = (
         entry INTEGER PRIMARY KEY REFERENCES entries(id),
         rules TEXT NOT NULL,
         terms TEXT NOT NULL,
+        hits TEXT NOT NULL DEFAULT '[]',
+        snippet TEXT,
         created REAL NOT NULL
     );
     CREATE INDEX matches_created ON matches (created);
@@ -94,6 +96,37 @@ def _message_json(m: Message) -> str:
         {"title": m.title, "markdown": m.markdown, "html": m.html, "text": m.text},
         ensure_ascii=False,
     )
+
+
+def _terms(matches: Sequence[RuleMatch]) -> list[str]:
+    return list(dict.fromkeys(t for m in matches for t in m.terms))
+
+
+def _hits_json(matches: Sequence[RuleMatch]) -> str:
+    return json.dumps(
+        [
+            {"rule": m.rule, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
+            for m in matches
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _matches(raw: str) -> tuple[RuleMatch, ...]:
+    return tuple(
+        RuleMatch(m["rule"], tuple(Hit(t, f, a, b) for t, f, a, b in m["hits"]))
+        for m in json.loads(raw)
+    )
+
+
+def _snippet_json(s: Snippet | None) -> str | None:
+    if s is None:
+        return None
+    return json.dumps([s.field, s.before, s.hit, s.after], ensure_ascii=False)
+
+
+def _snippet(raw: str | None) -> Snippet | None:
+    return Snippet(*json.loads(raw)) if raw else None
 
 
 def _message(raw: str) -> Message:
@@ -260,10 +293,18 @@ class SQLiteStorage:
                         "INSERT INTO articles (entry, fields, stored) VALUES (?,?,?)",
                         (entry_id, json.dumps(dict(new.document), ensure_ascii=False), created),
                     )
-                if new.rules:
+                if new.matches:
                     self._db.execute(
-                        "INSERT INTO matches (entry, rules, terms, created) VALUES (?,?,?,?)",
-                        (entry_id, json.dumps(new.rules), json.dumps(new.terms), created),
+                        "INSERT INTO matches (entry, rules, terms, hits, snippet, created)"
+                        " VALUES (?,?,?,?,?,?)",
+                        (
+                            entry_id,
+                            json.dumps([m.rule for m in new.matches]),
+                            json.dumps(_terms(new.matches)),
+                            _hits_json(new.matches),
+                            _snippet_json(new.snippet),
+                            created,
+                        ),
                     )
                 self._db.executemany(
                     "INSERT OR IGNORE INTO outbox (entry, notifier, target, message,"
@@ -335,12 +376,13 @@ class SQLiteStorage:
     def matches_since(self, since: datetime, rule: str | None = None) -> list[MatchRecord]:
         rows = self._db.execute(
             "SELECT coalesce(f.title, f.key), e.title, e.link, e.published, m.created, m.rules,"
-            " m.terms FROM matches m JOIN entries e ON e.id = m.entry JOIN feeds f"
-            " ON f.key = e.feed WHERE m.created >= ? ORDER BY m.created DESC, e.id DESC",
+            " m.terms, m.hits, m.snippet FROM matches m JOIN entries e ON e.id = m.entry"
+            " JOIN feeds f ON f.key = e.feed WHERE m.created >= ?"
+            " ORDER BY m.created DESC, e.id DESC",
             (since.timestamp(),),
         )
         out = []
-        for feed, title, link, published, created, rules, terms in rows:
+        for feed, title, link, published, created, rules, terms, hits, snip in rows:
             rules_t = tuple(json.loads(rules))
             if rule is not None and rule not in rules_t:
                 continue
@@ -353,20 +395,23 @@ class SQLiteStorage:
                     seen=_dt(created) or since,
                     rules=rules_t,
                     terms=tuple(json.loads(terms)),
+                    matches=_matches(hits),
+                    snippet=_snippet(snip),
                 )
             )
         return out
 
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         rows = self._db.execute(
-            "SELECT coalesce(f.title, f.key), e.title, e.link, a.stored, a.fields FROM articles a"
+            "SELECT f.key, coalesce(f.title, f.key), e.title, e.link, a.stored, a.fields"
+            " FROM articles a"
             " JOIN entries e ON e.id = a.entry JOIN feeds f ON f.key = e.feed"
             " WHERE a.stored >= ? ORDER BY a.stored, a.entry",
             (since.timestamp(),),
         )
         return [
-            StoredArticle(feed, title, link, _dt(stored) or since, json.loads(fields))
-            for feed, title, link, stored, fields in rows
+            StoredArticle(key, feed, title, link, _dt(stored) or since, json.loads(fields))
+            for key, feed, title, link, stored, fields in rows
         ]
 
     def prune(self, text_before: datetime) -> int:
