@@ -32,6 +32,7 @@ _SAFE_SCHEMES = ("http", "https")
 _DAYS = {d: i for i, d in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday"))}
 _DAYS.update({"saturday": 5, "sunday": 6})
 _PROLOG_LIMIT = 65536
+MAX_ENTRIES = 1000  # entries read from one document; feeds list newest first
 
 
 def sanitize_xml(body: bytes) -> tuple[bytes, str | None]:
@@ -170,7 +171,10 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         return ParsedFeed(
             title=None, link=None, entries=(), error=f"{reason} ({warning or 'no entries'})"
         )
-    entries = tuple(_entry(e, url) for e in raw_entries)
+    if len(raw_entries) > MAX_ENTRIES:
+        note = f"the feed has {len(raw_entries)} entries; only the first {MAX_ENTRIES} are read"
+        warning = f"{note}; {warning}" if warning else note
+    entries = tuple(_entry(e, url) for e in raw_entries[:MAX_ENTRIES])
     ttl: int | None = None
     raw_ttl = _text(feed.get("ttl")).strip()
     if raw_ttl.isdigit():

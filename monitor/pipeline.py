@@ -160,11 +160,13 @@ class Poller:
             return self._failed(feed, state, result, None, interval, now, dry_run, started)
         if result.permanent_redirect:
             state = replace(state, url=result.permanent_redirect)
-        if result.etag or result.last_modified or not result.not_modified:
-            state = replace(state, etag=result.etag, last_modified=result.last_modified)
+        etag, last_modified = result.etag, result.last_modified
+        if result.not_modified and not (etag or last_modified):
+            etag, last_modified = state.etag, state.last_modified
 
         body_hash = hashlib.sha256(result.body).hexdigest() if not result.not_modified else None
         if result.not_modified or body_hash == state.body_hash:
+            state = replace(state, etag=etag, last_modified=last_modified)
             due = decide.next_due(
                 now=now, interval=interval, error_count=0, result=result, parsed=None, rng=self._rng
             )
@@ -177,8 +179,18 @@ class Poller:
         parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
         if parsed.error:
             return self._failed(feed, state, result, parsed, interval, now, dry_run, started)
+        # Validators and hash are kept only for a document that parsed: a broken
+        # one is fetched and reported again until it changes.
         label = feed.name or parsed.title or feed.url
-        state = replace(state, title=label, body_hash=body_hash, last_error=None, error_count=0)
+        state = replace(
+            state,
+            etag=etag,
+            last_modified=last_modified,
+            title=label,
+            body_hash=body_hash,
+            last_error=None,
+            error_count=0,
+        )
 
         entries = decide.unique_entries(parsed.entries)
         seen = self._storage.seen(
@@ -190,7 +202,9 @@ class Poller:
 
         records: list[NewEntry] = []
         alerts: list[Alert] = []
-        for entry in new:
+        for i, entry in enumerate(new):
+            if i % 25 == 24:
+                await asyncio.sleep(0)  # a big feed must not stall the other polls
             doc = documents.get(entry.identity)
             if doc is None:  # too old to alert: only recorded, so it never alerts later
                 records.append(NewEntry(entry=entry, first_seen=now))
@@ -237,12 +251,14 @@ class Poller:
         depend on it: not when every rule that looks at `content` has matched
         on the other fields already and has nothing that could exclude it.
         """
-        docs = {e.identity: _document(e, None) for e in entries}
-        if not extract_on:
-            return docs
-        linked = [
-            e for e in entries if e.link and _needs_content(ctx, label, tags, _document(e, ""))
-        ]
+        docs: dict[str, Document] = {}
+        linked: list[FeedEntry] = []
+        for i, e in enumerate(entries):
+            if i % 25 == 24:
+                await asyncio.sleep(0)  # a big feed must not stall the other polls
+            docs[e.identity] = _document(e, None)
+            if extract_on and e.link and _needs_content(ctx, label, tags, _document(e, "")):
+                linked.append(e)
         results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in linked))
         for e, article in zip(linked, results, strict=True):
             if article is not None and article.text.strip():
