@@ -94,7 +94,8 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
           - https://example.org/rss
         """,
         [
-            "feeds.yaml:1:1: the config: unknown key 'feed' (known: settings, notifiers, feeds, rules)"
+            "feeds.yaml:1:1: the config: unknown key 'feed' "
+            "(known: settings, notifiers, feeds, rules)"
         ],
     ),
     (
