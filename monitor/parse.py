@@ -146,8 +146,12 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         return ParsedFeed(title=None, link=None, entries=(), error="empty response body")
     try:
         clean, charset = sanitize_xml(body)
-        response_headers = {k.lower(): v for k, v in (headers or {}).items()}
-        response_headers["content-location"] = url
+        # No content-location: given a base, feedparser resolves guids against it
+        # (identities would change with the URL the feed was fetched from) and
+        # urljoin silently deletes CR/LF from links; safe_link resolves links itself.
+        response_headers = {
+            k.lower(): v for k, v in (headers or {}).items() if k.lower() != "content-location"
+        }
         if charset:
             response_headers["content-type"] = f"application/xml; charset={charset}"
         parsed = feedparser.parse(
