@@ -12,6 +12,7 @@ import codecs
 import hashlib
 import re
 import time
+import xml.sax
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -168,9 +169,16 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     if parsed.get("bozo"):
         warning = str(parsed.get("bozo_exception", "malformed feed"))[:300]
     version = parsed.get("version") or ""
-    if not raw_entries and not version:
+    # A document broken before its title and first entry recovered nothing: that
+    # is a failed poll (shown in status, backed off), not an empty feed.
+    broken = isinstance(parsed.get("bozo_exception"), xml.sax.SAXException) and not feed.get(
+        "title"
+    )
+    if not raw_entries and (not version or broken):
         looks_html = b"<html" in body[:4096].lower()
         reason = "an HTML page, not a feed" if looks_html else "not a feed"
+        if version and not looks_html:
+            reason = "a broken feed with nothing readable"
         return ParsedFeed(
             title=None, link=None, entries=(), error=f"{reason} ({warning or 'no entries'})"
         )
