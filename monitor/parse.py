@@ -70,8 +70,8 @@ def safe_link(link: object, base: str) -> str | None:
     link = link.strip()
     if not link or _CONTROL.search(link) or any(c in link for c in "\r\n\t"):
         return None
-    absolute = urljoin(base, link)
     try:
+        absolute = urljoin(base, link)
         parts = urlsplit(absolute)
     except ValueError:
         return None
