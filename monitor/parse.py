@@ -110,7 +110,9 @@ def _entry(raw: Any, base: str) -> FeedEntry:
         guid = _CONTROL.sub("", guid)
     identity = guid or link or content_hash(title, summary)
     tags = tuple(t for t in (_text(tag.get("term")).strip() for tag in raw.get("tags") or []) if t)
-    published = _time(raw.get("published_parsed")) or _time(raw.get("updated_parsed"))
+    # dict.get: FeedParserDict maps a missing updated_parsed to published_parsed
+    # with a DeprecationWarning (an exception where warnings are errors).
+    published = _time(raw.get("published_parsed")) or _time(dict.get(raw, "updated_parsed"))
     return FeedEntry(
         identity=identity,
         guid=guid,
