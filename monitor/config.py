@@ -184,9 +184,9 @@ class _Loader:
         self.problems: list[Problem] = []
         self.constructor = yaml.constructor.SafeConstructor()
 
-    def error(self, node: Node | None, message: str, offset: int = 0) -> None:
+    def error(self, node: Node | None, message: str, offset: int | None = None) -> None:
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
-        if offset and isinstance(node, ScalarNode):
+        if offset is not None and isinstance(node, ScalarNode):
             # Point inside the string: skip the opening quote of a quoted scalar.
             col += offset + (1 if node.style in ("'", '"') else 0)
         self.problems.append(Problem(self.path, line, col, message))
@@ -442,7 +442,7 @@ def _rules(
             pnode: Node | None = nodes.get(problem.key, item)
             if problem.index is not None and problem.key in item_nodes:
                 pnode = item_nodes[problem.key][problem.index]
-            ld.error(pnode, f"rule {name!r}: {problem.message}", problem.offset or 0)
+            ld.error(pnode, f"rule {name!r}: {problem.message}", problem.offset)
         out.append(spec)
     return tuple(out)
 

@@ -12,6 +12,7 @@ import codecs
 import hashlib
 import re
 import time
+import xml.sax
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -70,8 +71,8 @@ def safe_link(link: object, base: str) -> str | None:
     link = link.strip()
     if not link or _CONTROL.search(link) or any(c in link for c in "\r\n\t"):
         return None
-    absolute = urljoin(base, link)
     try:
+        absolute = urljoin(base, link)
         parts = urlsplit(absolute)
     except ValueError:
         return None
@@ -110,7 +111,9 @@ def _entry(raw: Any, base: str) -> FeedEntry:
         guid = _CONTROL.sub("", guid)
     identity = guid or link or content_hash(title, summary)
     tags = tuple(t for t in (_text(tag.get("term")).strip() for tag in raw.get("tags") or []) if t)
-    published = _time(raw.get("published_parsed")) or _time(raw.get("updated_parsed"))
+    # dict.get: FeedParserDict maps a missing updated_parsed to published_parsed
+    # with a DeprecationWarning (an exception where warnings are errors).
+    published = _time(raw.get("published_parsed")) or _time(dict.get(raw, "updated_parsed"))
     return FeedEntry(
         identity=identity,
         guid=guid,
@@ -147,8 +150,12 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         return ParsedFeed(title=None, link=None, entries=(), error="empty response body")
     try:
         clean, charset = sanitize_xml(body)
-        response_headers = {k.lower(): v for k, v in (headers or {}).items()}
-        response_headers["content-location"] = url
+        # No content-location: given a base, feedparser resolves guids against it
+        # (identities would change with the URL the feed was fetched from) and
+        # urljoin silently deletes CR/LF from links; safe_link resolves links itself.
+        response_headers = {
+            k.lower(): v for k, v in (headers or {}).items() if k.lower() != "content-location"
+        }
         if charset:
             response_headers["content-type"] = f"application/xml; charset={charset}"
         parsed = feedparser.parse(
@@ -165,9 +172,16 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     if parsed.get("bozo"):
         warning = str(parsed.get("bozo_exception", "malformed feed"))[:300]
     version = parsed.get("version") or ""
-    if not raw_entries and not version:
+    # A document broken before its title and first entry recovered nothing: that
+    # is a failed poll (shown in status, backed off), not an empty feed.
+    broken = isinstance(parsed.get("bozo_exception"), xml.sax.SAXException) and not feed.get(
+        "title"
+    )
+    if not raw_entries and (not version or broken):
         looks_html = b"<html" in body[:4096].lower()
         reason = "an HTML page, not a feed" if looks_html else "not a feed"
+        if version and not looks_html:
+            reason = "a broken feed with nothing readable"
         return ParsedFeed(
             title=None, link=None, entries=(), error=f"{reason} ({warning or 'no entries'})"
         )

@@ -19,19 +19,20 @@ _WORD_JOINER = "\u2060"
 _SPACE = re.compile(r"\s+")
 
 
-def _defuse(text: str) -> str:
+def _defuse(text: str, strip: bool = True) -> str:
     """Stop mentions (@channel, @here, <@id>) from pinging anyone."""
-    return _SPACE.sub(" ", text).strip().replace("@", "@" + _WORD_JOINER)
+    text = _SPACE.sub(" ", text)
+    return (text.strip() if strip else text).replace("@", "@" + _WORD_JOINER)
 
 
-def md_escape(text: str) -> str:
+def md_escape(text: str, strip: bool = True) -> str:
     """Escape feed text for Markdown chat targets."""
-    return _MD_SPECIAL.sub(r"\\\1", _defuse(text))
+    return _MD_SPECIAL.sub(r"\\\1", _defuse(text, strip))
 
 
-def html_escape(text: str) -> str:
+def html_escape(text: str, strip: bool = True) -> str:
     """Escape feed text for the HTML email body."""
-    return html.escape(_defuse(text), quote=True)
+    return html.escape(_defuse(text, strip), quote=True)
 
 
 def _url(link: str) -> str:
@@ -61,15 +62,18 @@ def render(
     when = _when(entry.published)
     terms = _terms(matches)
 
+    # The snippet's parts keep the spaces at their edges, or the words around
+    # the hit would be glued to it.
+    before, after = (snippet.before.lstrip(), snippet.after.rstrip()) if snippet else ("", "")
     md = [f"**{md_escape(feed)}** · {when}"]
     if entry.link:
         md.append(f"[{md_escape(title_text)}]({_url(entry.link)})")
     if snippet:
         md.append(
             "> "
-            + md_escape(snippet.before)
+            + md_escape(before, strip=False)
             + f"**{md_escape(snippet.hit)}**"
-            + md_escape(snippet.after)
+            + md_escape(after, strip=False)
         )
     md.append(
         "Matched: "
@@ -84,9 +88,9 @@ def render(
     if snippet:
         ht.append(
             "<blockquote>"
-            + html_escape(snippet.before)
+            + html_escape(before, strip=False)
             + f"<mark><b>{html_escape(snippet.hit)}</b></mark>"
-            + html_escape(snippet.after)
+            + html_escape(after, strip=False)
             + "</blockquote>"
         )
     ht.append(
@@ -101,7 +105,7 @@ def render(
     if entry.link:
         tx.append(entry.link)
     if snippet:
-        tx.append(f"  {_defuse(snippet.before)}»{_defuse(snippet.hit)}«{_defuse(snippet.after)}")
+        tx.append(f"  {_defuse(before, False)}»{_defuse(snippet.hit)}«{_defuse(after, False)}")
     tx.append("Matched: " + "; ".join(f"{r} ({', '.join(ts)})" for r, ts in terms))
 
     return Message(

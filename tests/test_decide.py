@@ -1,0 +1,249 @@
+"""Pure poll decisions: when a feed is due next, which entries may alert, dedup in a document."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+
+from monitor.decide import (
+    MAX_BACKOFF,
+    cache_max_age,
+    first_due,
+    is_fresh,
+    jitter,
+    next_due,
+    skip_until,
+    unique_entries,
+)
+from monitor.types import FeedEntry, FetchResult, ParsedFeed
+
+MONDAY = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)  # a Monday
+HOUR = 3600.0
+DAY = 86400.0
+
+
+class NoJitter(random.Random):
+    """An rng whose offsets are all zero, so the expected times are exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return 0.0
+
+
+def _result(headers: dict[str, str] | None = None, retry_after: float | None = None) -> FetchResult:
+    return FetchResult(
+        url="https://x.example/rss",
+        final_url="https://x.example/rss",
+        status=200,
+        headers=headers or {},
+        retry_after=retry_after,
+    )
+
+
+def _parsed(
+    ttl: int | None = None, hours: frozenset[int] = frozenset(), days: frozenset[int] = frozenset()
+) -> ParsedFeed:
+    return ParsedFeed(
+        title="t", link=None, entries=(), ttl_seconds=ttl, skip_hours=hours, skip_days=days
+    )
+
+
+def _delay(
+    *,
+    interval: float = 600.0,
+    errors: int = 0,
+    result: FetchResult | None = None,
+    parsed: ParsedFeed | None = None,
+    now: datetime = MONDAY,
+) -> float:
+    due = next_due(
+        now=now, interval=interval, error_count=errors, result=result, parsed=parsed, rng=NoJitter()
+    )
+    return (due - now).total_seconds()
+
+
+SUCCESS = [
+    ("interval only", {}, 600.0),
+    ("no fetch result or parse (304)", {"result": None, "parsed": None}, 600.0),
+    ("ttl raises the interval", {"parsed": _parsed(ttl=1800)}, 1800.0),
+    ("ttl never lowers it", {"parsed": _parsed(ttl=60)}, 600.0),
+    ("ttl capped at a day", {"parsed": _parsed(ttl=3 * 86400)}, DAY),
+    ("max-age raises", {"result": _result({"Cache-Control": "public, max-age=3600"})}, HOUR),
+    ("max-age lower case header", {"result": _result({"cache-control": "max-age=1200"})}, 1200.0),
+    ("max-age never lowers", {"result": _result({"Cache-Control": "max-age=10"})}, 600.0),
+    ("max-age zero ignored", {"result": _result({"Cache-Control": "max-age=0"})}, 600.0),
+    ("s-maxage is not max-age", {"result": _result({"Cache-Control": "s-maxage=9000"})}, 600.0),
+    ("max-age capped at a day", {"result": _result({"Cache-Control": "max-age=999999"})}, DAY),
+    (
+        "the larger floor wins",
+        {"result": _result({"Cache-Control": "max-age=1200"}), "parsed": _parsed(ttl=1800)},
+        1800.0,
+    ),
+    ("Retry-After on success is honoured", {"result": _result(retry_after=5000)}, 5000.0),
+    ("tiny interval is at least 1s", {"interval": 0.1}, 1.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "seconds"), [pytest.param(k, s, id=name) for name, k, s in SUCCESS]
+)
+def test_next_due_after_success(kwargs: dict[str, object], seconds: float) -> None:
+    assert _delay(**kwargs) == seconds  # type: ignore[arg-type]
+
+
+BACKOFF = [
+    (1, 600.0, None, 600.0),
+    (2, 600.0, None, 1200.0),
+    (3, 600.0, None, 2400.0),
+    (5, 600.0, None, 9600.0),
+    (8, 600.0, None, 76800.0),
+    (9, 600.0, None, MAX_BACKOFF),  # 153600 s would be over a day
+    (50, 600.0, None, MAX_BACKOFF),  # capped at 24 h
+    (1000, 600.0, None, MAX_BACKOFF),  # no overflow
+    (3, 2 * DAY, None, 2 * DAY),  # an interval over a day is not shortened by the cap
+    (1, 600.0, 7200.0, 7200.0),  # Retry-After beyond the backoff wins
+    (4, 600.0, 60.0, 4800.0),  # ...but never shortens it
+    (1, 600.0, 10 * DAY, MAX_BACKOFF),  # an absurd Retry-After is capped too
+]
+
+
+@pytest.mark.parametrize(("errors", "interval", "retry_after", "seconds"), BACKOFF)
+def test_next_due_backs_off_after_errors(
+    errors: int, interval: float, retry_after: float | None, seconds: float
+) -> None:
+    result = _result(retry_after=retry_after)
+    assert _delay(interval=interval, errors=errors, result=result) == seconds
+
+
+def test_backoff_doubles_until_the_cap() -> None:
+    delays = [_delay(errors=n) for n in range(1, 12)]
+    assert delays[:4] == [600.0, 1200.0, 2400.0, 4800.0]
+    assert all(b == min(2 * a, MAX_BACKOFF) for a, b in pairwise(delays))
+    assert delays[-1] == MAX_BACKOFF == 24 * HOUR
+
+
+def test_feed_hints_are_ignored_while_failing() -> None:
+    hinted = _parsed(ttl=5 * HOUR, hours=frozenset({12, 13}))
+    assert _delay(errors=1, parsed=hinted) == 600.0
+
+
+SKIP = [
+    # (now, interval, skip hours, skip days, expected due)
+    (
+        MONDAY.replace(hour=22, minute=50),
+        600.0,
+        {23, 0},
+        set(),
+        MONDAY.replace(hour=23) + timedelta(hours=2),
+    ),
+    (MONDAY.replace(hour=20), 600.0, {23}, set(), MONDAY.replace(hour=20, minute=10)),
+    # Friday 23:30 + 1h lands on Saturday: skip the weekend, poll Monday 00:00
+    (
+        MONDAY + timedelta(days=4, hours=11, minutes=30),
+        HOUR,
+        set(),
+        {5, 6},
+        MONDAY + timedelta(days=7, hours=-12),
+    ),
+    # everything skipped is nonsense: ignored
+    (MONDAY, 600.0, set(range(24)), set(), MONDAY + timedelta(minutes=10)),
+    (MONDAY, 600.0, set(), set(range(7)), MONDAY + timedelta(minutes=10)),
+]
+
+
+@pytest.mark.parametrize(("now", "interval", "hours", "days", "expected"), SKIP)
+def test_next_due_honours_skip_hours_and_days(
+    now: datetime, interval: float, hours: set[int], days: set[int], expected: datetime
+) -> None:
+    parsed = _parsed(hours=frozenset(hours), days=frozenset(days))
+    due = next_due(
+        now=now, interval=interval, error_count=0, result=None, parsed=parsed, rng=NoJitter()
+    )
+    assert due == expected
+
+
+def test_skip_until_keeps_an_allowed_time_unchanged() -> None:
+    when = MONDAY.replace(minute=17, second=3)
+    assert skip_until(when, frozenset({3}), frozenset({6})) == when
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Cache-Control": "max-age=60"}, 60.0),
+        ({"CACHE-CONTROL": "private, MAX-AGE = 90"}, 90.0),
+        ({"Cache-Control": "no-store"}, None),
+        ({"Cache-Control": "s-maxage=60"}, None),
+        ({}, None),
+    ],
+)
+def test_cache_max_age(headers: dict[str, str], expected: float | None) -> None:
+    assert cache_max_age(headers) == expected
+
+
+@pytest.mark.parametrize("interval", [1.0, 60.0, 900.0, 86400.0])
+def test_jitter_is_small_and_bounded(interval: float) -> None:
+    rng = random.Random(7)
+    offsets = [jitter(interval, rng) for _ in range(500)]
+    bound = min(interval * 0.05, 60.0)
+    assert all(-bound <= o <= bound for o in offsets)
+    assert len(set(offsets)) > 1  # it does spread
+
+
+def test_first_due_is_soon() -> None:
+    rng = random.Random(1)
+    dues = [first_due(MONDAY, 900.0, rng) for _ in range(100)]
+    assert all(MONDAY <= d <= MONDAY + timedelta(seconds=5) for d in dues)
+
+
+# --------------------------------------------------------------------------
+# is_fresh
+
+
+def _e(identity: str, link: str | None = None, published: datetime | None = None) -> FeedEntry:
+    return FeedEntry(identity, None, link, identity, "", "", published=published)
+
+
+@pytest.mark.parametrize(
+    ("published", "fresh"),
+    [
+        (None, True),  # undated: published when first seen
+        (MONDAY, True),
+        (MONDAY - timedelta(days=2), True),  # exactly max_age old
+        (MONDAY - timedelta(days=2, seconds=1), False),
+        (MONDAY - timedelta(days=400), False),
+        (MONDAY + timedelta(hours=3), True),  # dated in the future
+    ],
+)
+def test_is_fresh(published: datetime | None, fresh: bool) -> None:
+    assert is_fresh(_e("a", published=published), MONDAY, 2 * DAY) is fresh
+
+
+# --------------------------------------------------------------------------
+# unique_entries
+
+
+def test_unique_entries_drops_repeats_of_identity_or_link_first_wins() -> None:
+    entries = (
+        _e("g1", "https://x/1"),
+        _e("g1", "https://x/other"),  # same identity
+        _e("g2", "https://x/1"),  # same link, new guid
+        _e("g3", None),
+        _e("g3", None),
+        _e("https://x/4", "https://x/4"),
+        _e("g5", "https://x/5"),
+    )
+    kept = unique_entries(entries)
+    assert [(e.identity, e.link) for e in kept] == [
+        ("g1", "https://x/1"),
+        ("g3", None),
+        ("https://x/4", "https://x/4"),
+        ("g5", "https://x/5"),
+    ]
+
+
+def test_unique_entries_treats_a_link_equal_to_an_identity_as_a_repeat() -> None:
+    entries = (_e("https://x/1"), _e("g2", "https://x/1"))
+    assert [e.identity for e in unique_entries(entries)] == ["https://x/1"]

@@ -1,0 +1,379 @@
+"""SQLite storage on real files: migrations, dedup, atomic polls, the outbox, history."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.storage.base import FeedState, NewEntry, Outgoing, StorageError
+from monitor.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from monitor.types import FeedEntry, Message
+
+T0 = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)
+FEED = "https://news.example.com/feed.xml"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStorage]:
+    s = SQLiteStorage(tmp_path / "monitor.db")
+    s.ensure_feeds([FEED])
+    yield s
+    s.close()
+
+
+def _entry(n: int, *, link: str | None = "auto", guid: str | None = "auto") -> FeedEntry:
+    link = f"https://news.example.com/a/{n}" if link == "auto" else link
+    guid = f"guid-{n}" if guid == "auto" else guid
+    return FeedEntry(
+        identity=guid or link or f"hash-{n}",
+        guid=guid,
+        link=link,
+        title=f"Article {n}",
+        summary="",
+        content="",
+        published=T0 - timedelta(minutes=n),
+    )
+
+
+def _msg(n: int) -> Message:
+    return Message(f"[r] Article {n}", f"md {n}", f"<p>{n}</p>", f"text {n}")
+
+
+def _new(
+    n: int,
+    *,
+    at: datetime = T0,
+    rules: tuple[str, ...] = (),
+    outgoing: tuple[tuple[str, str], ...] = (),
+    document: dict[str, str] | None = None,
+    entry: FeedEntry | None = None,
+) -> NewEntry:
+    return NewEntry(
+        entry=entry or _entry(n),
+        first_seen=at,
+        rules=rules,
+        terms=tuple(r.lower() for r in rules),
+        document=document,
+        outgoing=tuple(Outgoing(nt, target, _msg(n)) for nt, target in outgoing),
+    )
+
+
+def _state(store: SQLiteStorage, **changes: object) -> FeedState:
+    from dataclasses import replace
+
+    return replace(store.feed_state(FEED), **changes)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# migrations
+
+
+def test_new_database_is_migrated_to_the_current_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    s = SQLiteStorage(path)
+    s.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"feeds", "entries", "matches", "articles", "outbox", "meta"} <= tables
+
+
+def test_reopening_keeps_the_data_and_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    s = SQLiteStorage(path)
+    s.set_meta("reload_error", "boom")
+    s.close()
+    s = SQLiteStorage(path)
+    assert s.schema_version() == SCHEMA_VERSION
+    assert s.meta() == {"reload_error": "boom"}
+    s.close()
+
+
+def test_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError) as info:
+        SQLiteStorage(path)
+    message = str(info.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in message
+    assert "upgrade rss-monitor" in message
+
+
+def test_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="can't open database"):
+        SQLiteStorage(path)
+
+
+# --------------------------------------------------------------------------
+# seen
+
+
+def test_seen_finds_identities_and_links_of_this_feed_only(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(1), _new(2)])
+    other = "https://other.example/rss"
+    store.ensure_feeds([other])
+    assert store.seen(FEED, ["guid-1", "guid-3"], []) == {"guid-1"}
+    assert store.seen(FEED, [], ["https://news.example.com/a/2", "https://x/"]) == {
+        "https://news.example.com/a/2"
+    }
+    assert store.seen(other, ["guid-1"], ["https://news.example.com/a/1"]) == set()
+
+
+def test_republished_entry_with_new_guid_but_same_link_is_not_new(
+    store: SQLiteStorage,
+) -> None:
+    store.commit_poll(_state(store), [_new(1)])
+    again = _entry(1, guid="guid-1-republished")
+    found = store.seen(FEED, [again.identity], [again.link or ""])
+    assert found == {"https://news.example.com/a/1"}  # known by its link
+
+
+def test_seen_handles_more_values_than_one_sql_statement_takes(store: SQLiteStorage) -> None:
+    entries = [_new(n, entry=_entry(n, link=None)) for n in range(1200)]
+    store.commit_poll(_state(store), entries)
+    asked = [f"guid-{n}" for n in range(0, 2400, 2)]
+    assert store.seen(FEED, asked, []) == {f"guid-{n}" for n in range(0, 1200, 2)}
+
+
+def test_seen_ignores_empty_values(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(1, entry=_entry(1, link=None))])
+    assert store.seen(FEED, [""], [""]) == set()
+
+
+# --------------------------------------------------------------------------
+# commit_poll
+
+
+def test_commit_poll_writes_state_entries_matches_and_outbox(store: SQLiteStorage) -> None:
+    state = _state(store, title="Example", etag='"v1"', last_status=200, next_due=T0)
+    ids = store.commit_poll(
+        state,
+        [
+            _new(1, rules=("AI",), outgoing=(("chat", "t1"), ("mail", "t2"))),
+            _new(2),
+        ],
+    )
+    assert len(ids) == 2
+    after = store.feed_state(FEED)
+    assert (after.title, after.etag, after.last_status, after.next_due) == (
+        "Example",
+        '"v1"',
+        200,
+        T0,
+    )
+    assert (after.entries, after.matches) == (2, 1)
+    assert store.outbox_stats().pending == 2
+
+
+def test_commit_poll_is_all_or_nothing(store: SQLiteStorage) -> None:
+    before = store.feed_state(FEED)
+    # The second entry's document can't be stored (json can't encode a set):
+    # the feed state and the first entry must not be written either.
+    bad = _new(2, document={"title": {"not", "json"}})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        store.commit_poll(
+            _state(store, title="changed", etag='"v2"'),
+            [_new(1, rules=("AI",), outgoing=(("chat", "t"),)), bad],
+        )
+    assert store.feed_state(FEED) == before
+    assert store.seen(FEED, ["guid-1", "guid-2"], []) == set()
+    assert store.outbox_stats().pending == 0
+    # and the store still works afterwards
+    assert len(store.commit_poll(_state(store), [_new(1)])) == 1
+
+
+def test_commit_poll_failing_in_the_database_mid_way_rolls_back(
+    store: SQLiteStorage, tmp_path: Path
+) -> None:
+    # A trigger makes the outbox insert of the second entry fail inside SQLite,
+    # after the state, the first entry, its match and its outbox row were written.
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        db.execute(
+            "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox WHEN NEW.notifier = 'explode'"
+            " BEGIN SELECT RAISE(ABORT, 'simulated failure'); END"
+        )
+    db.close()
+    before = store.feed_state(FEED)
+    with pytest.raises(sqlite3.IntegrityError, match="simulated failure"):
+        store.commit_poll(
+            _state(store, etag='"v3"'),
+            [
+                _new(1, rules=("AI",), outgoing=(("chat", "t"),)),
+                _new(2, rules=("AI",), outgoing=(("explode", "t"),)),
+            ],
+        )
+    assert store.feed_state(FEED) == before
+    assert store.seen(FEED, ["guid-1", "guid-2"], []) == set()
+    assert store.matches_since(T0 - timedelta(days=1)) == []
+    assert store.outbox_stats().pending == 0
+
+
+def test_entry_committed_twice_is_stored_once(store: SQLiteStorage) -> None:
+    assert len(store.commit_poll(_state(store), [_new(1, outgoing=(("chat", "t"),))])) == 1
+    assert store.commit_poll(_state(store), [_new(1, outgoing=(("chat", "t"),))]) == []
+    assert store.feed_state(FEED).entries == 1
+    assert store.outbox_stats().pending == 1
+
+
+# --------------------------------------------------------------------------
+# outbox
+
+
+def test_outbox_has_one_row_per_entry_notifier_and_target(store: SQLiteStorage) -> None:
+    store.commit_poll(
+        _state(store),
+        [
+            _new(
+                1,
+                outgoing=(("chat", "a"), ("chat", "a"), ("chat", "b"), ("mail", "a")),
+            )
+        ],
+    )
+    due = store.due_deliveries(T0)
+    assert sorted((d.notifier, d.target) for d in due) == [
+        ("chat", "a"),
+        ("chat", "b"),
+        ("mail", "a"),
+    ]
+    assert {d.message for d in due} == {_msg(1)}
+
+
+def test_due_deliveries_are_oldest_first_and_wait_for_next_attempt(
+    store: SQLiteStorage,
+) -> None:
+    store.commit_poll(
+        _state(store), [_new(2, at=T0 + timedelta(seconds=2), outgoing=(("c", "t"),))]
+    )
+    store.commit_poll(
+        _state(store), [_new(1, at=T0 + timedelta(seconds=1), outgoing=(("c", "t"),))]
+    )
+    store.commit_poll(
+        _state(store), [_new(3, at=T0 + timedelta(seconds=3), outgoing=(("c", "t"),))]
+    )
+    assert store.due_deliveries(T0) == []
+    due = store.due_deliveries(T0 + timedelta(seconds=10))
+    assert [d.message.text for d in due] == ["text 1", "text 2", "text 3"]
+    assert [d.created for d in due] == [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
+    assert [d.attempts for d in due] == [0, 0, 0]
+    assert len(store.due_deliveries(T0 + timedelta(seconds=10), limit=2)) == 2
+
+    first = due[0]
+    retry_at = T0 + timedelta(minutes=5)
+    store.delivery_failed(first.id, "HTTP 500", retry_at, T0 + timedelta(seconds=10))
+    later = store.due_deliveries(T0 + timedelta(minutes=1))
+    assert [d.message.text for d in later] == ["text 2", "text 3"]
+    at_retry = store.due_deliveries(retry_at)
+    assert [d.message.text for d in at_retry] == ["text 2", "text 3", "text 1"]
+    assert at_retry[-1].attempts == 1
+
+
+def test_delivery_outcomes_are_counted_by_status(store: SQLiteStorage) -> None:
+    store.commit_poll(
+        _state(store),
+        [_new(n, outgoing=(("chat", "t"),)) for n in range(1, 5)],
+    )
+    d1, d2, d3, _d4 = store.due_deliveries(T0)
+    store.delivered(d1.id, T0)
+    store.delivery_failed(d2.id, "connection refused", None, T0)  # gave up
+    store.delivery_failed(d3.id, "HTTP 503", T0 + timedelta(minutes=1), T0)  # will retry
+    stats = store.outbox_stats()
+    assert (stats.pending, stats.failed, stats.sent) == (2, 1, 1)
+    assert stats.last_error == "HTTP 503"
+    # by next attempt: the untouched row was due at T0, the retried one a minute later
+    assert [d.id for d in store.due_deliveries(T0 + timedelta(hours=1))] == [_d4.id, d3.id]
+
+
+def test_delivered_row_is_never_due_again(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(1, outgoing=(("chat", "t"),))])
+    (d,) = store.due_deliveries(T0)
+    store.delivered(d.id, T0)
+    assert store.due_deliveries(T0 + timedelta(days=365)) == []
+    assert store.outbox_stats().last_error is None
+
+
+# --------------------------------------------------------------------------
+# history
+
+
+def test_matches_since_newest_first_and_by_rule(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store, title="Example News"), [_new(1, at=T0, rules=("AI",))])
+    store.commit_poll(_state(store), [_new(2, at=T0 + timedelta(hours=1), rules=("AI", "Azure"))])
+    store.commit_poll(_state(store), [_new(3, at=T0 + timedelta(hours=2))])  # no match
+    found = store.matches_since(T0)
+    assert [m.title for m in found] == ["Article 2", "Article 1"]
+    assert found[0].feed == "Example News"
+    assert found[0].rules == ("AI", "Azure") and found[0].terms == ("ai", "azure")
+    assert found[0].seen == T0 + timedelta(hours=1)
+    assert found[0].published == _entry(2).published
+    assert found[0].link == "https://news.example.com/a/2"
+    assert [m.title for m in store.matches_since(T0, rule="Azure")] == ["Article 2"]
+    assert [m.title for m in store.matches_since(T0 + timedelta(minutes=1))] == ["Article 2"]
+    assert store.matches_since(T0, rule="Nope") == []
+
+
+def test_articles_since_oldest_first_and_prune(store: SQLiteStorage) -> None:
+    store.commit_poll(
+        _state(store),
+        [
+            _new(1, at=T0, document={"title": "article one", "content": "ki"}),
+            _new(2, at=T0 + timedelta(days=1), document={"title": "article two"}),
+            _new(3, at=T0 + timedelta(days=2)),  # not kept: too old to match when seen
+        ],
+    )
+    arts = store.articles_since(T0 - timedelta(days=1))
+    assert [(a.title, a.seen) for a in arts] == [
+        ("Article 1", T0),
+        ("Article 2", T0 + timedelta(days=1)),
+    ]
+    assert arts[0].fields == {"title": "article one", "content": "ki"}
+    assert arts[0].feed == FEED  # no title known: the key
+    assert store.prune(T0 + timedelta(hours=12)) == 1
+    assert [a.title for a in store.articles_since(T0 - timedelta(days=1))] == ["Article 2"]
+    assert store.prune(T0 + timedelta(hours=12)) == 0
+    # pruning text never forgets that an entry was seen
+    assert store.seen(FEED, ["guid-1"], []) == {"guid-1"}
+
+
+# --------------------------------------------------------------------------
+# feed state and meta
+
+
+def test_feed_state_round_trips(store: SQLiteStorage) -> None:
+    state = FeedState(
+        key=FEED,
+        url="https://moved.example.com/feed.xml",
+        title="Example",
+        etag='W/"abc"',
+        last_modified="Mon, 20 Jan 2025 12:00:00 GMT",
+        body_hash="0" * 64,
+        last_poll=T0,
+        last_status=503,
+        last_error="HTTP 503",
+        error_count=3,
+        next_due=T0 + timedelta(hours=4),
+        gone=False,
+    )
+    store.save_feed_state(state)
+    assert store.feed_state(FEED) == state
+    assert [s.key for s in store.feed_states()] == [FEED]
+
+
+def test_unknown_feed_state_is_created_empty(store: SQLiteStorage) -> None:
+    key = "https://new.example/rss"
+    assert store.feed_state(key) == FeedState(key=key, url=key)
+    assert key in {s.key for s in store.feed_states()}
+
+
+def test_meta_set_and_forget(store: SQLiteStorage) -> None:
+    store.set_meta("a", "1")
+    store.set_meta("a", "2")
+    store.set_meta("b", "x")
+    store.set_meta("b", None)
+    assert store.meta() == {"a": "2"}
