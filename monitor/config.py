@@ -25,7 +25,6 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_AGE = 2 * 86400.0
 DEFAULT_RETENTION = 30 * 86400.0
 MIN_INTERVAL = 1.0
-RULE_FIELDS = ("title", "summary", "content", "author", "categories", "link")
 
 
 class ConfigError(Exception):
@@ -428,9 +427,6 @@ def _rules(
         if name in names:
             ld.error(nodes["name"], f"duplicate rule name {name!r}")
         names.add(name)
-        for i, f in enumerate(values.get("fields", ())):
-            if f not in RULE_FIELDS:
-                ld.error(item_nodes["fields"][i], f"unknown field {f!r} ({', '.join(RULE_FIELDS)})")
         for i, n in enumerate(values.get("notify", ())):
             if n not in notifiers:
                 ld.error(item_nodes["notify"][i], f"rule {name!r}: no notifier named {n!r}")

@@ -11,7 +11,7 @@ import pytest
 
 from monitor.storage.base import FeedState, NewEntry, Outgoing, StorageError
 from monitor.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
-from monitor.types import FeedEntry, Message
+from monitor.types import FeedEntry, Hit, Message, RuleMatch
 
 T0 = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)
 FEED = "https://news.example.com/feed.xml"
@@ -55,8 +55,7 @@ def _new(
     return NewEntry(
         entry=entry or _entry(n),
         first_seen=at,
-        rules=rules,
-        terms=tuple(r.lower() for r in rules),
+        matches=tuple(RuleMatch(r, (Hit(r.lower(), "title", 0, len(r)),)) for r in rules),
         document=document,
         outgoing=tuple(Outgoing(nt, target, _msg(n)) for nt, target in outgoing),
     )
