@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     ma.add_argument("--since", default="7d", help="how far back (default 7d)")
     ma.add_argument("--rule", help="only this rule")
     ma.add_argument("--json", action="store_true")
+    im = sub.add_parser("import-opml", parents=[common], help="add the feeds of an OPML file")
+    im.add_argument("file", help="OPML file (e.g. exported from another feed reader)")
+    sub.add_parser("export-opml", parents=[common], help="print the feeds as OPML")
     rules = sub.add_parser("rules", parents=[common], help="work with rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
     rt = rules_sub.add_parser(
@@ -381,6 +384,35 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_opml(args: argparse.Namespace) -> int:
+    from monitor.opml import OpmlError, merge_into_yaml, parse_opml
+
+    path = Path(args.config)
+    try:
+        feeds = parse_opml(Path(args.file).read_bytes())
+    except (OSError, OpmlError) as exc:
+        print(f"monitor: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    before = _load(args.config)  # never write into a config that is already broken
+    known = {f.url for f in before.feeds}
+    text = merge_into_yaml(path.read_text(encoding="utf-8"), feeds)
+    # Check the result before writing it: a running daemon reloads the file at once.
+    from monitor.config import parse_config
+
+    parse_config(text, path.resolve(), os.environ)
+    path.write_text(text, encoding="utf-8")
+    added = [f for f in feeds if f.url not in known]
+    print(f"{len(added)} feeds added to {path}, {len(feeds) - len(added)} already there")
+    return EXIT_OK
+
+
+def cmd_export_opml(args: argparse.Namespace) -> int:
+    from monitor.opml import export_opml
+
+    print(export_opml(_load(args.config).feeds, "rss-monitor"))
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -389,6 +421,8 @@ COMMANDS = {
     "status": cmd_status,
     "matches": cmd_matches,
     "rules": cmd_rules,
+    "import-opml": cmd_import_opml,
+    "export-opml": cmd_export_opml,
 }
 
 

@@ -236,3 +236,32 @@ def test_import_then_merge_gives_a_valid_config() -> None:
     feeds = _config(merged)
     assert len(feeds) == 5
     assert {t for f in feeds for t in f.tags} == {"Tech", "Deutsch", "Security"}
+
+
+def test_import_then_export_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(
+        "# my feeds\nfeeds:\n  - url: https://a.example/feed\n    name: A\n"
+        "rules:\n  - name: R\n    keywords: [x]\n"
+    )
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>s</title></head><body>'
+        '<outline text="News"><outline type="rss" text="B" xmlUrl="https://b.example/rss"/>'
+        '<outline type="rss" text="A again" xmlUrl="https://a.example/feed"/></outline>'
+        "</body></opml>"
+    )
+    assert main(["-c", str(cfg), "import-opml", str(opml)]) == 0
+    assert "1 feeds added" in capsys.readouterr().out
+    assert cfg.read_text().startswith("# my feeds\n")
+    assert main(["-c", str(cfg), "export-opml"]) == 0
+    exported = parse_opml(capsys.readouterr().out.encode())
+    assert [(f.url, f.tags) for f in exported] == [
+        ("https://a.example/feed", ()),
+        ("https://b.example/rss", ("News",)),
+    ]
+    assert main(["-c", str(cfg), "import-opml", str(tmp_path / "missing.opml")]) == 2
