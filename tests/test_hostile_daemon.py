@@ -1,0 +1,152 @@
+"""`monitor run` among hostile feeds: the healthy feed keeps its schedule, every bad
+feed gets a clear error in `status`, and the daemon's memory stays bounded."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.feeds import Item, rss
+from tests.hostile_server import hostile_server
+from tests.servers import FeedServer, Webhook, running, wait_for
+from tests.test_daemon import Daemon
+
+# Memory bound for the daemon's main process, stated here and in the README.
+MAX_RSS_MB = 250
+
+LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE rss [
+ <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+ <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+ <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+ <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+ <!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+]>
+<rss version="2.0"><channel><title>Laughs</title>
+<item><title>DeepSeek &f;</title><link>http://127.0.0.1/x</link></item>
+</channel></rss>"""
+
+
+def _quadratic() -> str:
+    blob = "x" * 50_000
+    refs = "&big;" * 50_000
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY big "{blob}">]>'
+        f'<rss version="2.0"><channel><title>Q</title><item><title>DeepSeek</title>'
+        f"<description>{refs}</description></item></channel></rss>"
+    )
+
+
+def _many_items(n: int) -> str:
+    items = "".join(f"<item><guid>g{i}</guid><title>Eintrag {i}</title></item>" for i in range(n))
+    head = '<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>'
+    return f"{head}{items}</channel></rss>"
+
+
+def _rss_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in kB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def test_hostile_feeds_get_errors_while_the_healthy_feed_keeps_its_schedule(
+    tmp_path: Path,
+) -> None:
+    site, chat = FeedServer(), Webhook()
+    with running(site, chat), hostile_server() as bad:
+        site.put("/healthy.xml", rss([], title="Healthy"))
+        site.put("/laughs.xml", LAUGHS)
+        site.put("/quadratic.xml", _quadratic())
+        site.put(
+            "/utf16.xml",
+            "\ufeff" + rss([Item("UTF-16 DeepSeek", "http://127.0.0.1/u")]),
+        )
+        site.files["/utf16.xml"] = (
+            ("\ufeff" + rss([Item("Größe", None, guid="u1")])).encode("utf-16-le"),
+            "application/xml",
+        )
+        site.put("/truncated.xml", rss([Item("Ganz", None, guid="t1")])[:-40])
+        site.put("/html.xml", "<!doctype html><html><body><p>Hallo</p></body></html>", "text/html")
+        site.put("/empty.xml", b"")
+        site.put("/big.xml", _many_items(50_000))
+        hostile = [
+            "/slowloris",
+            "/hang",
+            "/endless",
+            "/bomb/gzip",
+            "/bomb/deflate",
+            "/bomb/br",
+            "/redirect/metadata",
+            "/redirect/file",
+            "/redirect/other-port",
+            "/redirect/loop",
+            "/redirect/chain/9",
+            "/reset",
+            "/lying-length",
+            "/retry/429?after=30",
+            "/huge-headers",
+            "/status/500",
+        ]
+        feeds = [site.url("/healthy.xml")]
+        feeds += [site.url(p) for p in ("/laughs.xml", "/quadratic.xml", "/utf16.xml")]
+        feeds += [site.url(p) for p in ("/truncated.xml", "/html.xml", "/empty.xml", "/big.xml")]
+        feeds += [bad.url + p for p in hostile]
+        config = tmp_path / "feeds.yaml"
+        config.write_text(
+            "settings:\n  interval: 1s\n  timeout: 2s\n  extract: false\n"
+            f'notifiers:\n  chat: "{chat.url}"\n'
+            "feeds:\n"
+            + "".join(f"  - url: {u}\n" for u in feeds)
+            + "rules:\n  - name: DeepSeek\n    keywords: [DeepSeek]\n"
+        )
+        daemon = Daemon(config)
+        daemon.start()
+        try:
+            assert wait_for(lambda: "monitor running" in daemon.text(), 20), daemon.text()
+            started = time.monotonic()
+            time.sleep(5)
+            # a new item on the healthy feed alerts promptly despite the noise
+            site.put("/healthy.xml", rss([Item("DeepSeek kommt", site.url("/1"))], title="Healthy"))
+            published = time.monotonic()
+            wanted = "[DeepSeek] DeepSeek kommt"
+            assert wait_for(lambda: wanted in [m["title"] for m in chat.received], 10)
+            alert_delay = time.monotonic() - published
+            time.sleep(max(0.0, 12 - (time.monotonic() - started)))
+            polls = site.hits["/healthy.xml"]
+            assert daemon.proc is not None
+            rss_kb, hwm_kb = _rss_kb(daemon.proc.pid)
+            status = daemon.status()
+        finally:
+            code, _ = daemon.stop(signal.SIGTERM)
+        assert code == 0
+    # interval 1 s with ±5 % jitter: about 12 polls in 12 s. The hostile servers run
+    # in this test process and share its GIL with the feed server, which slows the
+    # feed server's answers; allow for that and for start-up.
+    assert polls >= 7, (polls, daemon.text()[-3000:])
+    assert alert_delay < 5, alert_delay
+    assert hwm_kb < MAX_RSS_MB * 1024, (rss_kb, hwm_kb)
+    # the entity bombs alerted once each, unexpanded: no huge titles
+    titles = sorted(m["title"] for m in chat.received)
+    assert len(titles) == 3 and all(len(t) < 100 for t in titles), titles
+
+    by_url = {f["url"]: f for f in status["feeds"]}  # type: ignore[index, union-attr]
+    errors = {u.split(":", 2)[2].split("/", 1)[1].split("?")[0]: by_url[u]["error"] for u in feeds}
+    for path in ("healthy.xml", "utf16.xml", "big.xml"):
+        assert errors[path] is None, (path, errors[path])
+    assert by_url[site.url("/big.xml")]["entries"] == 1000  # only the first 1000 are read
+    assert by_url[site.url("/utf16.xml")]["entries"] == 1
+    for path in ["html.xml", "empty.xml", *(p.lstrip("/").split("?")[0] for p in hostile)]:
+        assert errors[path], (path, by_url)
+    assert "HTML page" in errors["html.xml"]
+    assert "empty" in errors["empty.xml"]
+    assert (
+        "refused" in errors["redirect/metadata"]
+        and "169.254.169.254" in errors["redirect/metadata"]
+    )
+    for bomb in ("bomb/gzip", "bomb/deflate", "bomb/br", "endless"):
+        assert "10485760" in errors[bomb] or "10 MiB" in errors[bomb] or "large" in errors[bomb]
