@@ -35,6 +35,7 @@ def fetch_policy(config: Config) -> FetchPolicy:
         timeout=s.timeout,
         max_bytes=s.max_bytes,
         per_host_limit=s.per_host,
+        min_host_spacing=s.host_spacing,
         total_limit=s.concurrency,
         allow_private=s.allow_private_addresses,
         allowed_origins=frozenset(origin(f.url) for f in config.feeds),

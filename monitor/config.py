@@ -61,6 +61,7 @@ class Settings:
     retention: float = DEFAULT_RETENTION  # how long normalized article text is kept
     concurrency: int = 50  # HTTP requests in flight at once
     per_host: int = 2  # HTTP requests in flight to one host
+    host_spacing: float = 0.1  # seconds between request starts to one host
     user_agent: str | None = None
     max_bytes: int = 10 * 1024 * 1024
     retry_delay: float = 30.0  # first delivery retry; doubles up to an hour
@@ -308,6 +309,7 @@ _SETTINGS_KEYS = (
     "user_agent",
     "max_bytes",
     "retry_delay",
+    "host_spacing",
 )
 _FEED_KEYS = ("url", "name", "interval", "extract", "tags")
 _RULE_KEYS = ("name", "keywords", "all", "exclude", "query", "fields", "feeds", "notify")

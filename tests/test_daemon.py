@@ -20,8 +20,9 @@ from tests.servers import FeedServer, Mailbox, Webhook, running, wait_for
 class Daemon:
     """`python -m monitor run` with its log in a file."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = {**os.environ, **(env or {})}
         self.log = config.parent / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -34,6 +35,7 @@ class Daemon:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             cwd=self.config.parent,
+            env=self.env,
         )
 
     def send(self, sig: int) -> None:
@@ -213,3 +215,35 @@ def test_kill_9_mid_run_then_restart_sends_each_alert_once(
     titles = [m["title"] for m in chat.received]
     assert sorted(titles) == sorted(f"[DeepSeek] DeepSeek Meldung {i}" for i in range(5))
     assert len(mail.messages) == 5
+
+
+def test_daemon_speaks_sd_notify_ready_watchdog_and_stopping(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    import socket
+
+    _feeds, _chat, _mail, config = world
+    path = config.parent / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(15)
+        daemon = Daemon(config, {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"})
+        daemon.start()
+        received: list[str] = []
+
+        def until(state: str) -> None:
+            while not any(state in r for r in received):
+                received.append(sock.recv(4096).decode())
+
+        until("READY=1")
+        assert any("STATUS=watching 1 feeds" in r for r in received)
+        until("WATCHDOG=1")
+        watchdogs = sum("WATCHDOG=1" in r for r in received)
+        until_more = watchdogs + 2
+        while sum("WATCHDOG=1" in r for r in received) < until_more:  # keeps pinging
+            received.append(sock.recv(4096).decode())
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        until("STOPPING=1")
+        assert daemon.proc.wait(10) == 0
+        daemon._out.close()
