@@ -98,7 +98,7 @@ def test_hostile_feeds_get_errors_while_the_healthy_feed_keeps_its_schedule(
         feeds += [bad.url + p for p in hostile]
         config = tmp_path / "feeds.yaml"
         config.write_text(
-            "settings:\n  interval: 1s\n  timeout: 2s\n  extract: false\n"
+            "settings:\n  interval: 1s\n  timeout: 2s\n  extract: false\n  host_spacing: 0\n"
             f'notifiers:\n  chat: "{chat.url}"\n'
             "feeds:\n"
             + "".join(f"  - url: {u}\n" for u in feeds)
