@@ -135,6 +135,8 @@ def test_daemon_alerts_restarts_retries_and_reloads(
         assert sorted(str(m["subject"]) for m in mail.messages) == titles
         html_part = mail.messages[0].get_body(("html",))
         assert html_part is not None and "<mark>" in html_part.get_content()
+        text_part = mail.messages[0].get_body(("plain",))
+        assert text_part is not None and "Testfeed" in text_part.get_content()
 
         # 2. SIGTERM exits 0 within 10 s; a restart sends nothing twice
         code, took = daemon.stop()
