@@ -20,17 +20,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from monitor import decide, notify
+from monitor.analyze import analyze, needs_article
 from monitor.config import Config, FeedSpec
 from monitor.extract import extract
 from monitor.fetch import HTML_ACCEPT, Fetcher
-from monitor.match import Matcher, snippet
-from monitor.normalize import prepare
+from monitor.match import Matcher
 from monitor.parse import parse_feed
 from monitor.render import render
 from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
 from monitor.types import (
     Article,
-    Document,
     FeedEntry,
     FetchResult,
     ParsedFeed,
@@ -86,36 +85,6 @@ class Context:
     config: Config
     matcher: Matcher
     fetcher: Fetcher
-
-
-def _document(entry: FeedEntry, article_text: str | None) -> Document:
-    """The entry's normalized fields; ``content`` is the article text when there is one."""
-    if article_text is None:
-        content, html_fields = entry.content, frozenset({"title", "summary", "content"})
-    else:
-        content, html_fields = article_text, frozenset({"title", "summary"})
-    return prepare(
-        title=entry.title,
-        summary=entry.summary,
-        content=content,
-        author=entry.author,
-        categories=entry.categories,
-        link=entry.link or "",
-        html_fields=html_fields,
-    )
-
-
-def _needs_content(ctx: Context, feed: str, tags: tuple[str, ...], without: Document) -> bool:
-    """Can the article text still change which rules match this entry?"""
-    matched = {m.rule for m in ctx.matcher.match(without, feed=feed, tags=tags)}
-    for rule in ctx.config.rules:
-        if rule.feeds and feed not in rule.feeds and not set(tags) & set(rule.feeds):
-            continue
-        if "content" not in rule.fields:
-            continue
-        if rule.exclude or rule.query or rule.name not in matched:
-            return True
-    return False
 
 
 class Poller:
@@ -198,35 +167,38 @@ class Poller:
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        documents = await self._documents(ctx, label, feed.tags, fresh, config.feed_extract(feed))
+        articles = await self._articles(ctx, label, feed.tags, fresh, config.feed_extract(feed))
+        # Normalizing and matching are CPU work: one worker call per feed keeps the loop free.
+        rules = config.rules
+        analyses = (
+            await self._offload(analyze, rules, fresh, articles, label, feed.tags) if fresh else []
+        )
+        by_identity = dict(zip((e.identity for e in fresh), analyses, strict=True))
 
         records: list[NewEntry] = []
         alerts: list[Alert] = []
-        for i, entry in enumerate(new):
-            if i % 25 == 24:
-                await asyncio.sleep(0)  # a big feed must not stall the other polls
-            doc = documents.get(entry.identity)
-            if doc is None:  # too old to alert: only recorded, so it never alerts later
+        for entry in new:
+            analysis = by_identity.get(entry.identity)
+            if analysis is None:  # too old to alert: only recorded, so it never alerts later
                 records.append(NewEntry(entry=entry, first_seen=now))
                 continue
-            matches = ctx.matcher.match(doc, feed=label, tags=feed.tags)
-            hit = matches[0].hits[0] if matches and matches[0].hits else None
-            quote = snippet(doc, hit) if hit else None
-            outgoing = self._outgoing(config, label, entry, matches, quote)
-            rules = tuple(m.rule for m in matches)
-            terms = tuple(dict.fromkeys(t for m in matches for t in m.terms))
+            matches = analysis.matches
             records.append(
                 NewEntry(
                     entry=entry,
                     first_seen=now,
                     matches=matches,
-                    snippet=quote,
-                    document=dict(doc.fields),
-                    outgoing=outgoing,
+                    snippet=analysis.snippet,
+                    document=analysis.document.fields,
+                    outgoing=self._outgoing(config, label, entry, matches, analysis.snippet),
                 )
             )
             if matches:
-                alerts.append(Alert(label, entry.title, entry.link, entry.published, rules, terms))
+                terms = tuple(dict.fromkeys(t for m in matches for t in m.terms))
+                rule_names = tuple(m.rule for m in matches)
+                alerts.append(
+                    Alert(label, entry.title, entry.link, entry.published, rule_names, terms)
+                )
 
         due = decide.next_due(
             now=now, interval=interval, error_count=0, result=result, parsed=parsed, rng=self._rng
@@ -237,33 +209,32 @@ class Poller:
         self._log(label, result, len(new), len(alerts), started, parsed.warning)
         return PollOutcome(label, result.status, None, len(new), tuple(alerts), due)
 
-    async def _documents(
+    async def _articles(
         self,
         ctx: Context,
         label: str,
         tags: tuple[str, ...],
         entries: Sequence[FeedEntry],
         extract_on: bool,
-    ) -> dict[str, Document]:
-        """The normalized text of each entry, with the article page's text when extracting.
+    ) -> dict[str, str]:
+        """The extracted article text of the entries whose rules can still depend on it.
 
         An article page is fetched only when some rule's decision can still
         depend on it: not when every rule that looks at `content` has matched
         on the other fields already and has nothing that could exclude it.
         """
-        docs: dict[str, Document] = {}
-        linked: list[FeedEntry] = []
-        for i, e in enumerate(entries):
-            if i % 25 == 24:
-                await asyncio.sleep(0)  # a big feed must not stall the other polls
-            docs[e.identity] = _document(e, None)
-            if extract_on and e.link and _needs_content(ctx, label, tags, _document(e, "")):
-                linked.append(e)
-        results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in linked))
-        for e, article in zip(linked, results, strict=True):
-            if article is not None and article.text.strip():
-                docs[e.identity] = _document(e, article.text)
-        return docs
+        linked = [e for e in entries if e.link]
+        if not extract_on or not linked:
+            return {}
+        rules = ctx.config.rules
+        needed = await self._offload(needs_article, rules, linked, label, tags)
+        wanted = [e for e, need in zip(linked, needed, strict=True) if need]
+        results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in wanted))
+        return {
+            e.identity: article.text
+            for e, article in zip(wanted, results, strict=True)
+            if article is not None and article.text.strip()
+        }
 
     async def _article(self, fetcher: Fetcher, link: str) -> Article | None:
         result = await fetcher.fetch(link, accept=HTML_ACCEPT)

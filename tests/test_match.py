@@ -392,3 +392,31 @@ def test_automaton_agrees_with_a_naive_regex_reference_on_generated_text() -> No
         got = {m.rule for m in matcher.match(doc, feed="f")}
         want = {t for t in terms if _reference(t, doc.fields["content"])}
         assert got == want, doc.fields["content"]
+
+
+def test_analyze_in_a_worker_process_gives_the_same_matches_as_in_process() -> None:
+    """Rules travel to pool workers as records and are compiled there once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from monitor.analyze import analyze
+    from monitor.types import FeedEntry
+
+    rules = (
+        RuleSpec("DeepSeek", keywords=("DeepSeek",)),
+        RuleSpec("Azure AI", all=("Azure",), keywords=("KI", "AI")),
+    )
+    entries = [
+        FeedEntry("1", None, None, "DeepSeeks neues Modell", "<p>auf Azure</p>", ""),
+        FeedEntry("2", None, None, "KI-Modelle", "<p>jetzt bei Azure</p>", ""),
+        FeedEntry("3", None, None, "Kiosk", "Ski", ""),
+    ]
+    here = analyze(rules, entries, {"3": "DeepSeek im Artikel"}, "feed", ())
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        there = pool.submit(
+            analyze, rules, entries, {"3": "DeepSeek im Artikel"}, "feed", ()
+        ).result()
+    assert there == here
+    assert [[m.rule for m in a.matches] for a in here] == [["DeepSeek"], ["Azure AI"], ["DeepSeek"]]
+    assert here[2].snippet is not None and here[2].snippet.field == "content"
