@@ -12,6 +12,7 @@ Control endpoints (JSON), used by :class:`Farm`:
 - ``POST /_control/bump?count=K``  bump K feeds (round robin), returns them
 - ``POST /_control/set?what=old|noetag&feeds=A-B``  items dated 30 days ago /
   serve 200 without ETag (same body again)
+- ``POST /_control/clear``  undo every ``set``
 - ``GET /_control/stats``, ``POST /_control/reset``  request counters
 
 With ``change_share`` > 0 the farm itself bumps random feeds so that that
@@ -290,6 +291,9 @@ class _FarmApp:
         result: Any = None
         if action == "bump":
             result = self.bump(int(request.query.get("count", "1")))
+        elif action == "clear":
+            self.old.clear()
+            self.noetag.clear()
         elif action == "set":
             target = self.old if request.query["what"] == "old" else self.noetag
             target.update(_ranges(request.query.get("feeds", "")))
@@ -400,6 +404,10 @@ class Farm:
     def set_noetag(self, feeds: Iterable[int]) -> None:
         """Serve these feeds with 200 and no ETag: the same body comes back each time."""
         self._call("set", what="noetag", feeds=",".join(map(str, feeds)))
+
+    def clear(self) -> None:
+        """Undo set_old and set_noetag."""
+        self._call("clear")
 
     def stats(self) -> dict[str, int]:
         return dict(self._call("stats", method="GET"))

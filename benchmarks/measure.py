@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
@@ -63,6 +64,18 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split between the processes sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmRSS") / 1024
 
@@ -100,6 +113,9 @@ class Tree:
     def rss_mb(self) -> float:
         return sum(rss_mb(p) for p in self.pids())
 
+    def pss_mb(self) -> float:
+        return sum(pss_mb(p) for p in self.pids())
+
     def reset_peaks(self) -> None:
         for p in self.pids():
             reset_peak(p)
@@ -121,6 +137,37 @@ def _ancestors(pid: int, stop: int) -> list[int]:
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU used between two snapshots (processes started in between count from 0)."""
     return sum(v - before.get(p, 0.0) for p, v in after.items())
+
+
+class Sampler:
+    """A thread that samples the tree's summed RSS and PSS; keeps the maxima."""
+
+    def __init__(self, tree: Tree, every: float = 0.25) -> None:
+        self.tree = tree
+        self.every = every
+        self.max_rss = 0.0
+        self.max_pss = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        pids = self.tree.pids()
+        self.max_rss = max(self.max_rss, sum(rss_mb(p) for p in pids))
+        self.max_pss = max(self.max_pss, sum(pss_mb(p) for p in pids))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> Sampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
 
 
 class StallTicker:
