@@ -147,11 +147,12 @@ class Sampler:
         self.every = every
         self.max_rss = 0.0
         self.max_pss = 0.0
+        self._pids: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        pids = self.tree.pids()
+        pids = self._pids  # looked up once: a scan of /proc would compete for the GIL
         self.max_rss = max(self.max_rss, sum(rss_mb(p) for p in pids))
         self.max_pss = max(self.max_pss, sum(pss_mb(p) for p in pids))
 
@@ -160,6 +161,7 @@ class Sampler:
             self._sample()
 
     def __enter__(self) -> Sampler:
+        self._pids = self.tree.pids()
         self._sample()
         self._thread.start()
         return self
