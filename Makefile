@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt check bench bench-extract bench-match clean
+.PHONY: run test lint fmt check bench bench-soak bench-extract bench-match clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,19 @@ bench-extract: $(STAMP)
 		--bootstrap 0 --name ours | tail -2 && \
 	$(PEERS)/bin/python evaluate.py $(CURDIR)/benchmarks/bench_extract.py:trafilatura_extract \
 		--bootstrap 0 --name trafilatura | tail -2
+
+# Poll-round benchmark (issue 6): a local feed farm, our real poll path, and the peers
+# (rss2email, the sequential feedparser loop) from their own venv, never our dependency.
+PEER_PKGS := 'rss2email==3.14' 'feedparser==6.0.14' 'aiosmtpd==1.4.6' 'matplotlib>=3.8'
+PEERS_ROUND := $(PEERS)/.round-installed
+$(PEERS_ROUND):
+	[ -x $(PEERS)/bin/python ] || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet $(PEER_PKGS)
+	touch $@
+
+bench: $(STAMP) $(PEERS_ROUND)
+	$(BIN)/python benchmarks/bench_round.py $(BENCH_ARGS)
+
+# Soak: the daemon (App + the real scheduler) on 10,000 feeds; SOAK_ARGS='--duration 90' for short.
+bench-soak: $(STAMP) $(PEERS_ROUND)
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)

@@ -1,0 +1,221 @@
+"""Soak: the daemon (App + Daemon with the real APScheduler) on many feeds for a while.
+
+    python benchmarks/soak.py [--feeds 10000] [--duration 600] [--interval 900]
+                              [--change-share 0.05] [--no-extract]
+
+The farm (a child process) changes ``change-share`` of the feeds per
+interval at random times. The store is seeded as a daemon in steady state
+would leave it: every feed polled once (ETag and the 20 items known), next
+polls spread over one interval. Then ``Daemon.run()`` runs for
+``duration`` seconds. Polls are timed by wrapping ``app.poller.poll`` (the
+App API; no daemon code changes): lateness = poll start - the due time the
+previous poll (or the seed) set. Every 5 s it samples RSS/PSS (daemon +
+pool workers) and CPU. Writes benchmarks/out/soak.json and soak.png (plotted
+by matplotlib from benchmarks/.venv-peers); a run of 600 s or more also
+copies the plot to docs/soak.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_round import OUT, PEERS, make_config
+from farm import ITEMS, Farm
+from measure import StallTicker, Tree, cpu_delta, pss_mb, rss_mb
+
+from monitor.app import App, process_pool
+from monitor.config import FeedSpec
+from monitor.daemon import Daemon
+from monitor.pipeline import PollOutcome
+from monitor.storage.base import FeedState, NewEntry
+from monitor.types import FeedEntry
+
+DOCS_PNG = Path(__file__).resolve().parent.parent / "docs" / "soak.png"
+
+
+def seed(app: App, farm: Farm, interval: float, rng: random.Random) -> dict[str, datetime]:
+    """Store every feed as polled once at version 0; next polls spread over one interval."""
+    now = datetime.now(UTC)
+    due: dict[str, datetime] = {}
+    for i, feed in enumerate(app.config.feeds):
+        next_due = now + timedelta(seconds=rng.uniform(5, interval))
+        due[feed.key] = next_due
+        state = FeedState(
+            key=feed.key,
+            url=feed.url,
+            title=f"Farm feed {i}",
+            etag=f'"{i}.0"',
+            last_poll=now - timedelta(seconds=interval) + (next_due - now),
+            last_status=200,
+            next_due=next_due,
+        )
+        entries = [
+            NewEntry(
+                entry=FeedEntry(
+                    identity=f"farm:{i}:{s}",
+                    guid=f"farm:{i}:{s}",
+                    link=f"{farm.base}/a/{i}/{s}",
+                    title=f"item {s}",
+                    summary="",
+                    content="",
+                ),
+                first_seen=now,
+            )
+            for s in range(ITEMS)
+        ]
+        app.storage.commit_poll(state, entries)
+    return due
+
+
+async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str, Any]:
+    db = workdir / "soak.db"
+    config = make_config(
+        farm.urls(), db, extract=not args.no_extract, interval=f"{int(args.interval)}s"
+    )
+    app = App(config, db=str(db), executor=process_pool())
+    t = time.perf_counter()
+    due = seed(app, farm, args.interval, random.Random(5))
+    print(f"seeded {len(due)} feeds in {time.perf_counter() - t:.1f} s", flush=True)
+
+    polls: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    original = app.poller.poll
+
+    async def timed_poll(feed: FeedSpec, *, dry_run: bool = False) -> PollOutcome:
+        started = datetime.now(UTC)
+        expected = due.get(feed.key)
+        t_start = time.monotonic()
+        outcome = await original(feed, dry_run=dry_run)
+        if outcome.next_due is not None:
+            due[feed.key] = outcome.next_due
+        polls.append(
+            {
+                "t": t_start - t0,
+                "late": (started - expected).total_seconds() if expected else None,
+                "took": time.monotonic() - t_start,
+                "new": outcome.new,
+                "status": outcome.status,
+                "error": outcome.error,
+            }
+        )
+        return outcome
+
+    app.poller.poll = timed_poll  # type: ignore[method-assign]
+    tree = Tree(lambda: [farm.pid])
+    ticker = StallTicker()
+    ticker.start()
+    daemon = Daemon(app, {})
+    task = asyncio.create_task(daemon.run())
+    cpu0 = tree.cpu()
+    cpu_prev = cpu0
+    t_prev = time.monotonic()
+    try:
+        while time.monotonic() - t0 < args.duration:
+            await asyncio.sleep(args.sample)
+            now = time.monotonic()
+            cpu_now = tree.cpu()
+            pids = tree.pids()
+            window = [p for p in polls if p["t"] >= t_prev - t0]
+            samples.append(
+                {
+                    "t": now - t0,
+                    "rss_mb": sum(rss_mb(p) for p in pids),
+                    "parent_rss_mb": rss_mb(tree.root),
+                    "processes": len(pids),
+                    "pss_mb": sum(pss_mb(p) for p in pids),
+                    "cpu_share": cpu_delta(cpu_prev, cpu_now) / (now - t_prev),
+                    "polls": len(window),
+                    "worst_late": max((p["late"] or 0.0 for p in window), default=0.0),
+                    "stall": ticker.worst,
+                }
+            )
+            ticker.reset()
+            s = samples[-1]
+            print(
+                f"t={s['t']:6.0f}s rss {s['rss_mb']:6.1f} MB pss {s['pss_mb']:6.1f} MB"
+                f" cpu {s['cpu_share'] * 100:5.1f}% polls {s['polls']:4d}"
+                f" worst late {s['worst_late']:6.2f} s stall {s['stall'] * 1000:5.0f} ms",
+                flush=True,
+            )
+            cpu_prev, t_prev = cpu_now, now
+        total_cpu = cpu_delta(cpu0, tree.cpu())
+        wall = time.monotonic() - t0
+    finally:
+        daemon.stop.set()
+        await task
+        await ticker.stop()
+    late = [p["late"] for p in polls if p["late"] is not None]
+    late.sort()
+    return {
+        "feeds": args.feeds,
+        "interval": args.interval,
+        "duration": wall,
+        "change_share": args.change_share,
+        "extract": not args.no_extract,
+        "polls": len(polls),
+        "new_items": sum(p["new"] for p in polls),
+        "errors": sum(1 for p in polls if p["error"]),
+        "avg_cpu_share": total_cpu / wall,
+        "worst_late": late[-1] if late else None,
+        "p99_late": late[int(len(late) * 0.99)] if late else None,
+        "median_late": late[len(late) // 2] if late else None,
+        "worst_stall": max((s["stall"] for s in samples), default=0.0),
+        "rss_first": samples[0]["rss_mb"] if samples else None,
+        "rss_last": samples[-1]["rss_mb"] if samples else None,
+        "rss_max": max((s["rss_mb"] for s in samples), default=None),
+        "pss_max": max((s["pss_mb"] for s in samples), default=None),
+        "farm": farm.stats(),
+        "samples": samples,
+        "poll_log": polls,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds")
+    parser.add_argument("--interval", type=float, default=900.0, help="poll interval, seconds")
+    parser.add_argument("--change-share", type=float, default=0.05, help="per interval")
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--no-extract", action="store_true")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    farm = Farm(args.feeds, change_share=args.change_share, change_interval=args.interval)
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp, farm:
+        result = asyncio.run(soak(args, farm, Path(tmp)))
+    data = OUT / "soak.json"
+    data.write_text(json.dumps(result, indent=1, default=str))
+    summary = {k: v for k, v in result.items() if k not in ("samples", "poll_log")}
+    print(json.dumps(summary, indent=1, default=str))
+    png = OUT / "soak.png"
+    python = PEERS / "bin" / "python"
+    if python.exists():
+        subprocess.run(
+            [str(python), str(Path(__file__).with_name("plot_soak.py")), str(data), str(png)],
+            check=True,
+        )
+        print(f"plot: {png}")
+        if args.duration >= 600:
+            DOCS_PNG.parent.mkdir(exist_ok=True)
+            shutil.copyfile(png, DOCS_PNG)
+            print(f"copied to {DOCS_PNG}")
+    else:
+        print(f"{PEERS} missing: no plot (make bench-soak builds it)")
+
+
+if __name__ == "__main__":
+    main()
