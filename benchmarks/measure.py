@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
+from pathlib import Path
 from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -123,6 +124,28 @@ class Tree:
     def peak_mb(self) -> float:
         """Sum of each process's peak: an upper bound of the tree's simultaneous peak."""
         return sum(peak_rss_mb(p) for p in self.pids())
+
+    def peaks(self) -> dict[str, float]:
+        """Each process's peak RSS, by a short name (main, or its command line's tail)."""
+        out: dict[str, float] = {}
+        for p in self.pids():
+            name = "main" if p == self.root else _name(p)
+            out[f"{name} {p}"] = peak_rss_mb(p)
+        return out
+
+
+def _name(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [w.decode(errors="replace") for w in raw if w]
+    text = " ".join(words)
+    if "forkserver" in text:
+        return "forkserver"
+    if "resource_tracker" in text:
+        return "resource-tracker"
+    return "worker" if "multiprocessing" in text or "spawn" in text else text[-40:]
 
 
 def _ancestors(pid: int, stop: int) -> list[int]:

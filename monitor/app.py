@@ -63,10 +63,15 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def pool_size() -> int:
+    """Worker processes: one per core, at most four."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def process_pool() -> ProcessPoolExecutor:
-    """Parsing and extraction run here, off the event loop, one worker per core."""
+    """Parsing, extraction and matching run here, off the event loop."""
     return ProcessPoolExecutor(
-        max_workers=max(1, min(os.cpu_count() or 1, 4)),
+        max_workers=pool_size(),
         mp_context=multiprocessing.get_context("forkserver"),
         initializer=_worker_init,
     )
@@ -100,6 +105,8 @@ class App:
             executor=executor,
             clock=utcnow,
             rng=self.rng,
+            offload_limit=2 * pool_size(),
+            poll_limit=config.settings.concurrency,
         )
         self.deliverer = Deliverer(
             storage=self.storage,

@@ -49,14 +49,18 @@ class Daemon:
         self.scheduler = FeedScheduler(app.poll)
         self._config_mtime = _mtime(app.config.path)
 
-    def _schedule_all(self, config: Config) -> None:
+    async def _schedule_all(self, config: Config) -> None:
+        """Give every configured feed a job at its stored due time; drop removed feeds."""
         now = datetime.now(UTC)
-        states = {s.key: s for s in self.app.storage.feed_states()}
+        states = {s.key: s for s in self.app.storage.feed_states(counts=False)}
         wanted = {f.key for f in config.feeds}
         scheduled = self.scheduler.keys()
         for key in scheduled - wanted:
             self.scheduler.unschedule(key)
-        for feed in config.feeds:
+        new = [f for f in config.feeds if f.key not in states or states[f.key].last_poll is None]
+        for i, feed in enumerate(config.feeds):
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # thousands of feeds: don't stall the loop
             state = states.get(feed.key)
             if state is not None and state.gone:
                 self.scheduler.unschedule(feed.key)
@@ -66,10 +70,10 @@ class Daemon:
             interval = config.feed_interval(feed)
             due = state.next_due if state and state.next_due else None
             if due is None or (state and state.last_poll is None):
-                due = decide.first_due(now, interval, self.app.rng)
+                due = decide.first_due(now, interval, self.app.rng, len(new))
             self.scheduler.schedule(feed.key, max(due, now))
 
-    def _reload(self) -> None:
+    async def _reload(self) -> None:
         path = self.app.config.path
         self._config_mtime = _mtime(path)
         try:
@@ -86,7 +90,7 @@ class Daemon:
             self.app.storage.set_meta("config_error", str(exc))
             return
         self.app.storage.set_meta("config_error", None)
-        self._schedule_all(config)
+        await self._schedule_all(config)
         log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
         sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
 
@@ -121,7 +125,7 @@ class Daemon:
         store = self.app.storage
         store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
         store.set_meta("config_error", None)
-        self._schedule_all(self.app.config)
+        await self._schedule_all(self.app.config)
         self.scheduler.start()
         tasks = [
             asyncio.create_task(self.app.deliverer.run_forever(self.stop)),
@@ -148,7 +152,7 @@ class Daemon:
             if self.reload_requested.is_set() and not self.stop.is_set():
                 self.reload_requested.clear()
                 sd_notify("RELOADING=1")
-                self._reload()
+                await self._reload()
                 sd_notify("READY=1")
         return await self._shutdown(tasks)
 

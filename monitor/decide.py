@@ -86,9 +86,21 @@ def next_due(
     return due
 
 
-def first_due(now: datetime, interval: float, rng: random.Random) -> datetime:
-    """A feed never polled before starts soon, spread over a few seconds."""
-    return now + timedelta(seconds=rng.uniform(0, min(interval * JITTER_SHARE, 5.0)))
+FIRST_POLLS_PER_SECOND = 100.0
+
+
+def first_due(now: datetime, interval: float, rng: random.Random, new_feeds: int = 1) -> datetime:
+    """A feed never polled before starts soon.
+
+    New feeds are spread over a few seconds, or, when there are many (a first
+    start with thousands of feeds), over as long as it takes to start about
+    ``FIRST_POLLS_PER_SECOND`` a second, never longer than the interval, so
+    they don't poll as one herd now and at every interval after.
+    """
+    spread = min(
+        interval, max(min(interval * JITTER_SHARE, 5.0), new_feeds / FIRST_POLLS_PER_SECOND)
+    )
+    return now + timedelta(seconds=rng.uniform(0, spread))
 
 
 def is_fresh(entry: FeedEntry, now: datetime, max_age: float) -> bool:

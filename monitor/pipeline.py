@@ -98,20 +98,36 @@ class Poller:
         executor: Executor | None,
         clock: Callable[[], datetime],
         rng: random.Random | None = None,
+        offload_limit: int = 4,
+        poll_limit: int = 50,
     ) -> None:
         self._context = context
         self._storage = storage
         self._executor = executor
         self._clock = clock
         self._rng = rng or random.Random()
+        # Bounds the work queued for the pool, and with it the fetched bodies
+        # held in memory while they wait: a cold round fetches far faster
+        # than the workers parse.
+        self._offload_slots = asyncio.Semaphore(offload_limit)
+        self._poll_slots = asyncio.Semaphore(poll_limit)
 
     async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        async with self._offload_slots:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def poll(self, feed: FeedSpec, *, dry_run: bool = False) -> PollOutcome:
-        """Poll one feed now; failures are stored on the feed, never raised."""
+        """Poll one feed now; failures are stored on the feed, never raised.
+
+        At most ``poll_limit`` polls run at once; the rest wait their turn, so a
+        round of thousands of due feeds holds only that many bodies in memory.
+        """
+        async with self._poll_slots:
+            return await self._poll(feed, dry_run=dry_run)
+
+    async def _poll(self, feed: FeedSpec, *, dry_run: bool) -> PollOutcome:
         ctx = self._context()
         config = ctx.config
         interval = config.feed_interval(feed)

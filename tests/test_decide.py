@@ -247,3 +247,13 @@ def test_unique_entries_drops_repeats_of_identity_or_link_first_wins() -> None:
 def test_unique_entries_treats_a_link_equal_to_an_identity_as_a_repeat() -> None:
     entries = (_e("https://x/1"), _e("g2", "https://x/1"))
     assert [e.identity for e in unique_entries(entries)] == ["https://x/1"]
+
+
+def test_first_due_spreads_thousands_of_new_feeds_at_about_a_hundred_a_second() -> None:
+    rng = random.Random(2)
+    dues = [first_due(MONDAY, 900.0, rng, new_feeds=10_000) for _ in range(2000)]
+    latest = max(dues) - MONDAY
+    assert timedelta(seconds=90) < latest <= timedelta(seconds=100)
+    # never beyond one interval, however many feeds
+    dues = [first_due(MONDAY, 60.0, rng, new_feeds=10_000) for _ in range(200)]
+    assert all(MONDAY <= d <= MONDAY + timedelta(seconds=60) for d in dues)

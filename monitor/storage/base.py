@@ -122,8 +122,8 @@ class Storage(Protocol):
     def feed_state(self, key: str) -> FeedState:
         """The state of one feed (ensure_feeds first)."""
 
-    def feed_states(self) -> list[FeedState]:
-        """Every known feed."""
+    def feed_states(self, *, counts: bool = True) -> list[FeedState]:
+        """Every known feed; ``counts=False`` leaves entries/matches at 0 (much cheaper)."""
 
     def save_feed_state(self, state: FeedState) -> None:
         """Store a poll that brought no entries (error, 304, unchanged body)."""

@@ -179,10 +179,12 @@ class SQLiteStorage:
             "INSERT OR IGNORE INTO feeds (key, url) VALUES (?, ?)", [(k, k) for k in keys]
         )
 
-    _FEED_COLUMNS = (
+    _STATE_COLUMNS = (
         "key, url, title, etag, last_modified, body_hash, last_poll, last_status, last_error,"
-        " error_count, next_due, gone,"
-        " (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
+        " error_count, next_due, gone"
+    )
+    _FEED_COLUMNS = (
+        _STATE_COLUMNS + ", (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
         " (SELECT count(*) FROM matches m JOIN entries e ON e.id = m.entry WHERE e.feed = f.key)"
     )
 
@@ -215,8 +217,11 @@ class SQLiteStorage:
             return FeedState(key=key, url=key)
         return self._feed_row(row)
 
-    def feed_states(self) -> list[FeedState]:
-        rows = self._db.execute(f"SELECT {self._FEED_COLUMNS} FROM feeds f ORDER BY key")
+    def feed_states(self, *, counts: bool = True) -> list[FeedState]:
+        columns = (
+            self._FEED_COLUMNS if counts else self._FEED_COLUMNS.split(", (SELECT")[0] + ", 0, 0"
+        )
+        rows = self._db.execute(f"SELECT {columns} FROM feeds f ORDER BY key")
         return [self._feed_row(r) for r in rows]
 
     def _write_state(self, s: FeedState) -> None:
