@@ -16,7 +16,6 @@ from monitor import __version__, notify
 from monitor.config import Config, FeedSpec
 from monitor.delivery import Deliverer, RetryPolicy, Targets
 from monitor.fetch import Fetcher, FetchPolicy
-from monitor.match import compile_rules
 from monitor.netsafety import origin
 from monitor.pipeline import Context, Poller, PollOutcome
 from monitor.storage import Storage, open_storage
@@ -95,7 +94,7 @@ class App:
         self.storage: Storage = open_storage(db or config.database_path())
         self.storage.ensure_feeds(f.key for f in config.feeds)
         self.executor = executor
-        self.context = Context(config, compile_rules(config.rules), Fetcher(fetch_policy(config)))
+        self.context = Context(config, Fetcher(fetch_policy(config)))
         self._retired: list[Fetcher] = []
         self.targets = build_targets(config, console)
         self.rng = rng or random.Random()
@@ -124,7 +123,6 @@ class App:
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
         targets = build_targets(config, self._console)  # may raise: nothing changes then
-        matcher = compile_rules(config.rules)
         self.storage.ensure_feeds(f.key for f in config.feeds)
         fetcher = self.context.fetcher
         policy = fetch_policy(config)
@@ -132,7 +130,7 @@ class App:
             self._retired.append(fetcher)  # polls in flight still use it; closed at exit
             fetcher = Fetcher(policy)
         self.config = config
-        self.context = Context(config, matcher, fetcher)
+        self.context = Context(config, fetcher)
         self.targets = targets
 
     async def poll(self, key: str) -> datetime | None:

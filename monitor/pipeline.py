@@ -24,7 +24,6 @@ from monitor.analyze import analyze, needs_article
 from monitor.config import Config, FeedSpec
 from monitor.extract import extract
 from monitor.fetch import HTML_ACCEPT, Fetcher
-from monitor.match import Matcher
 from monitor.parse import parse_feed
 from monitor.render import render
 from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
@@ -83,7 +82,6 @@ class Context:
     """What a poll reads from the running app; replaced whole on a config reload."""
 
     config: Config
-    matcher: Matcher
     fetcher: Fetcher
 
 
