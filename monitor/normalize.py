@@ -11,6 +11,7 @@ turn ``Ã`` into ``ã`` and hide the pattern).
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 import unicodedata
@@ -223,6 +224,14 @@ def _display(text: str, *, html: bool) -> str:
     return " ".join(text.split())
 
 
+@functools.cache
+def _length_changing_folds() -> dict[int, str]:
+    """Characters whose case folding is longer than one character (about 100, all in the BMP)."""
+    return {
+        i: c.casefold() for i, c in enumerate(map(chr, range(0x10000))) if len(c.casefold()) != 1
+    }
+
+
 def prepare(
     *,
     title: str,
@@ -252,6 +261,13 @@ def prepare(
         shown = _display(value, html=name in html_fields)
         folded = shown.casefold()
         fields[name] = folded
-        if folded != shown and len(folded) == len(shown):
-            display[name] = shown
+        if folded == shown:
+            continue
+        if len(folded) != len(shown):
+            # Folding is per character; fold only the few that change length
+            # (ß -> ss), so the offsets of hits fit the text shown.
+            shown = shown.replace("ß", "ss").replace("ẞ", "ss")  # the usual one, fast
+            if len(shown) != len(folded):
+                shown = shown.translate(_length_changing_folds())
+        display[name] = shown
     return Document(fields=fields, display=display)

@@ -115,8 +115,9 @@ class Document:
     """The normalized text of an entry, field name -> text, ready to match.
 
     Field names: title, summary, content, author, categories, link.
-    ``display`` holds, where it differs, the same text before case folding,
-    with the same offsets, so alerts quote the article as written.
+    ``display`` holds, where it differs, the same text before case folding
+    (only characters like ``ß`` that fold to more than one are folded), with
+    the same offsets, so alerts quote the article as written.
     """
 
     fields: Mapping[str, str]

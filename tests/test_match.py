@@ -301,12 +301,12 @@ def test_snippet_of_short_text_is_the_whole_text() -> None:
     assert (s.before, s.hit, s.after) == ("Microsoft bringt ", "DeepSeek", " nach Azure.")
 
 
-def test_snippet_quotes_the_text_as_written_unless_folding_changed_its_length() -> None:
+def test_snippet_quotes_the_text_as_written_with_only_length_changing_letters_folded() -> None:
     doc = prepare(title="", summary="", content="Die Großbank nutzt DeepSeek.")
     hit = Hit("DeepSeek", "content", 20, 28)
     assert doc.fields["content"][20:28] == "deepseek"
-    s = snippet(doc, hit)  # ß folds to ss: the offsets only fit the folded text
-    assert (s.before, s.hit, s.after) == ("die grossbank nutzt ", "deepseek", ".")
+    s = snippet(doc, hit)  # ß folds to ss; everything else keeps its case
+    assert (s.before, s.hit, s.after) == ("Die Grossbank nutzt ", "DeepSeek", ".")
     doc = prepare(title="", summary="", content="Die Bank nutzt DeepSeek.")
     s = snippet(doc, Hit("DeepSeek", "content", 15, 23))
     assert (s.before, s.hit, s.after) == ("Die Bank nutzt ", "DeepSeek", ".")
