@@ -42,12 +42,16 @@ clean:
 # dependency) in the same run. Needs ../shared/extraction-bench; skipped without it.
 BENCH_DATA := $(abspath ../shared/extraction-bench)
 PEERS := $(CURDIR)/benchmarks/.venv-peers
+PEERS_EXTRACT := $(PEERS)/.extract-installed
+$(PEERS_EXTRACT):
+	[ -x $(PEERS)/bin/python ] || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet 'trafilatura==2.3.1' lxml_html_clean
+	touch $@
+
 bench-extract: $(STAMP)
 	@if [ ! -f $(BENCH_DATA)/evaluate.py ]; then \
 		echo "bench-extract: $(BENCH_DATA) not found, skipped"; exit 0; fi; \
-	if [ ! -x $(PEERS)/bin/python ]; then \
-		$(PYTHON) -m venv $(PEERS) && \
-		$(PEERS)/bin/pip install --quiet 'trafilatura==2.3.1' lxml_html_clean; fi; \
+	$(MAKE) --no-print-directory $(PEERS_EXTRACT) && \
 	cd $(BENCH_DATA) && \
 	$(CURDIR)/$(BIN)/python evaluate.py $(CURDIR)/benchmarks/bench_extract.py:extract \
 		--bootstrap 0 --name ours | tail -2 && \
