@@ -9,6 +9,7 @@ where the last run stopped instead of polling everything at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,11 @@ class FeedScheduler:
         self._running.add(key)
         try:
             when = await self._poll(key)
+        except asyncio.CancelledError:
+            # Shutdown cut the poll short; its transaction never committed, so
+            # the next start polls the feed again. Not an error worth a traceback.
+            log.info("poll of %s interrupted by shutdown", key)
+            return
         except Exception:
             log.exception("poll of %s crashed; retrying in a minute", key)
             when = datetime.now(UTC) + timedelta(minutes=1)
