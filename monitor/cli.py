@@ -238,6 +238,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "errors_in_a_row": s.error_count,
                 "next_poll": None if s.gone else _iso(s.next_due),
                 "gone": s.gone,
+                "article_error": s.article_error,
                 "entries": s.entries,
                 "matches": s.matches,
             }
@@ -267,6 +268,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"    moved permanently: now polling {row['url']}")
         if row["error"]:
             print(f"    ERROR ({row['errors_in_a_row']} in a row): {row['error']}")
+        if row["article_error"]:
+            print(f"    last article page not used: {row['article_error']}")
     print(f"outbox: {outbox.pending} pending, {outbox.failed} failed, {outbox.sent} sent")
     if outbox.last_error:
         print(f"    last delivery error: {outbox.last_error}")

@@ -181,7 +181,11 @@ class Poller:
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        articles = await self._articles(ctx, label, feed.tags, fresh, config.feed_extract(feed))
+        articles, article_error = await self._articles(
+            ctx, label, feed.tags, fresh, config.feed_extract(feed)
+        )
+        if articles or article_error:
+            state = replace(state, article_error=article_error)
         # Normalizing and matching are CPU work: one worker call per feed keeps the loop free.
         rules = config.rules
         analyses = (
@@ -230,8 +234,11 @@ class Poller:
         tags: tuple[str, ...],
         entries: Sequence[FeedEntry],
         extract_on: bool,
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], str | None]:
         """The extracted article text of the entries whose rules can still depend on it.
+
+        Also the last article fetch that failed (URL and reason), for ``status``;
+        such an entry is matched on its feed text.
 
         An article page is fetched only when some rule's decision can still
         depend on it: not when every rule that looks at `content` has matched
@@ -239,23 +246,29 @@ class Poller:
         """
         linked = [e for e in entries if e.link]
         if not extract_on or not linked:
-            return {}
+            return {}, None
         rules = ctx.config.rules
         needed = await self._offload(needs_article, rules, linked, label, tags)
         wanted = [e for e, need in zip(linked, needed, strict=True) if need]
         results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in wanted))
-        return {
-            e.identity: article.text
-            for e, article in zip(wanted, results, strict=True)
-            if article is not None and article.text.strip()
-        }
+        texts: dict[str, str] = {}
+        error = None
+        for e, (article, problem) in zip(wanted, results, strict=True):
+            if article is not None and article.text.strip():
+                texts[e.identity] = article.text
+            elif problem:
+                error = f"{e.link}: {problem}"
+        return texts, error
 
-    async def _article(self, fetcher: Fetcher, link: str) -> Article | None:
+    async def _article(self, fetcher: Fetcher, link: str) -> tuple[Article | None, str | None]:
+        """The article at ``link``, or None and why not."""
         result = await fetcher.fetch(link, accept=HTML_ACCEPT)
         if not result.ok or not result.body:
-            log.info("article=%s error=%s", link, result.error or "empty body")
-            return None
-        return await self._offload(extract, result.body, result.final_url, result.headers)
+            problem = result.error or "empty body"
+            log.warning("article=%s error=%r (matched on the feed text)", link, problem)
+            return None, problem
+        article = await self._offload(extract, result.body, result.final_url, result.headers)
+        return article, None if article.text.strip() else "no article text found"
 
     def _outgoing(
         self,

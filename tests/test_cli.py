@@ -264,6 +264,7 @@ def test_status_shows_refused_and_failing_feeds(
     assert main(["-c", str(cfg), "status"]) == 0
     out = capsys.readouterr().out
     assert "Down" in out and "ERROR (1 in a row)" in out
+    assert "last article page not used: http://169.254.169.254/latest/meta-data/: refused" in out
     assert "/169.254.169.254" not in site.hits
 
 

@@ -41,6 +41,7 @@ class FeedState:
     error_count: int = 0
     next_due: datetime | None = None
     gone: bool = False  # 410: polling stopped
+    article_error: str | None = None  # the last article page that could not be used, and why
     entries: int = 0
     matches: int = 0
 

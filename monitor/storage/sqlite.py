@@ -34,7 +34,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_error TEXT,
         error_count INTEGER NOT NULL DEFAULT 0,
         next_due REAL,
-        gone INTEGER NOT NULL DEFAULT 0
+        gone INTEGER NOT NULL DEFAULT 0,
+        article_error TEXT
     );
     CREATE TABLE entries (
         id INTEGER PRIMARY KEY,
@@ -181,7 +182,7 @@ class SQLiteStorage:
 
     _STATE_COLUMNS = (
         "key, url, title, etag, last_modified, body_hash, last_poll, last_status, last_error,"
-        " error_count, next_due, gone"
+        " error_count, next_due, gone, article_error"
     )
     _FEED_COLUMNS = (
         _STATE_COLUMNS + ", (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
@@ -190,7 +191,7 @@ class SQLiteStorage:
 
     @staticmethod
     def _feed_row(row: tuple[object, ...]) -> FeedState:
-        (key, url, title, etag, lm, bh, lp, ls, le, ec, nd, gone, n_entries, n_matches) = row
+        (key, url, title, etag, lm, bh, lp, ls, le, ec, nd, gone, ae, n_entries, n_matches) = row
         return FeedState(
             key=str(key),
             url=str(url),
@@ -204,6 +205,7 @@ class SQLiteStorage:
             error_count=int(ec),  # type: ignore[call-overload]
             next_due=_dt(nd),  # type: ignore[arg-type]
             gone=bool(gone),
+            article_error=ae,  # type: ignore[arg-type]
             entries=int(n_entries),  # type: ignore[call-overload]
             matches=int(n_matches),  # type: ignore[call-overload]
         )
@@ -227,13 +229,14 @@ class SQLiteStorage:
     def _write_state(self, s: FeedState) -> None:
         self._db.execute(
             "INSERT INTO feeds (key, url, title, etag, last_modified, body_hash, last_poll,"
-            " last_status, last_error, error_count, next_due, gone)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+            " last_status, last_error, error_count, next_due, gone, article_error)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
             " url=excluded.url, title=excluded.title, etag=excluded.etag,"
             " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
             " last_poll=excluded.last_poll, last_status=excluded.last_status,"
             " last_error=excluded.last_error, error_count=excluded.error_count,"
-            " next_due=excluded.next_due, gone=excluded.gone",
+            " next_due=excluded.next_due, gone=excluded.gone,"
+            " article_error=excluded.article_error",
             (
                 s.key,
                 s.url,
@@ -247,6 +250,7 @@ class SQLiteStorage:
                 s.error_count,
                 _ts(s.next_due),
                 int(s.gone),
+                s.article_error,
             ),
         )
 
