@@ -33,9 +33,11 @@ def free_port() -> int:
 class _ThreadedApp:
     """An aiohttp app served from a background thread."""
 
-    def __init__(self, app: web.Application, port: int | None = None) -> None:
+    def __init__(self, app: web.Application, port: int = 0) -> None:
         self.app = app
-        self.port = port or free_port()
+        self.port = (
+            port  # 0: the kernel picks a free one at bind time, so no other socket can race us
+        )
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -52,6 +54,7 @@ class _ThreadedApp:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.port = int(self._runner.addresses[0][1])
 
     def stop(self) -> None:
         if self._runner is not None:
@@ -110,13 +113,15 @@ class FeedServer:
 class Webhook:
     """Receives apprise ``json://`` posts; answers 503 while ``failing``."""
 
-    port: int = field(default_factory=free_port)
+    port: int = 0  # chosen at start; a never-started hook gets a port nobody listens on
     received: list[dict[str, Any]] = field(default_factory=list)
     failing: bool = False
     _server: _ThreadedApp | None = None
 
     @property
     def url(self) -> str:
+        if self.port == 0:
+            self.port = free_port()
         return f"json://127.0.0.1:{self.port}/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -130,6 +135,7 @@ class Webhook:
         app.router.add_post("/hook", self._handle)
         self._server = _ThreadedApp(app, self.port)
         self._server.start()
+        self.port = self._server.port
 
     def stop(self) -> None:
         if self._server:
@@ -167,8 +173,17 @@ class Mailbox:
         )
 
     def start(self) -> None:
-        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
+        # aiosmtpd needs the port up front; another socket may take it meanwhile.
+        for _attempt in range(5):
+            controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+            try:
+                controller.start()
+            except (OSError, RuntimeError):
+                self.port = free_port()
+                continue
+            self._controller = controller
+            return
+        raise RuntimeError("no free port for the SMTP server")
 
     def stop(self) -> None:
         if self._controller:
