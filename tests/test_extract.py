@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,11 +182,3 @@ def test_huge_page_gives_bounded_partial_text() -> None:
 def test_empty_and_binary_pages_give_empty_text() -> None:
     assert extract(b"", "https://example.com/a") == Article(title=None, text="")
     assert extract(HOSTILE_INPUTS["binary"], "https://example.com/a").text.strip() == ""
-
-
-def test_hostile_pages_finish_in_bounded_time() -> None:
-    # A generous guard against pathological (quadratic) blow-ups, not a speed test.
-    for name, body in HOSTILE_INPUTS.items():
-        start = time.monotonic()
-        extract(body, "https://example.com/a")
-        assert time.monotonic() - start < 20, name
