@@ -90,6 +90,7 @@ class App:
         console: TextIO | None = None,
     ) -> None:
         self.config = config
+        self._feeds = {f.key: f for f in config.feeds}
         self._console = console
         self.storage: Storage = open_storage(db or config.database_path())
         self.storage.ensure_feeds(f.key for f in config.feeds)
@@ -115,10 +116,8 @@ class App:
         )
 
     def feed(self, key: str) -> FeedSpec | None:
-        for f in self.config.feeds:
-            if f.key == key:
-                return f
-        return None
+        """The configured feed with this key, or None once it left the config."""
+        return self._feeds.get(key)
 
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
@@ -130,6 +129,7 @@ class App:
             self._retired.append(fetcher)  # polls in flight still use it; closed at exit
             fetcher = Fetcher(policy)
         self.config = config
+        self._feeds = {f.key: f for f in config.feeds}
         self.context = Context(config, fetcher)
         self.targets = targets
 
