@@ -480,7 +480,7 @@ def report(
         "Farm: aiohttp in a child process on 127.0.0.1, feeds ~58 KB, article pages 20-60 KB.",
         "Ours: `App.poll_round` (real fetch/parse/dedup/extract/match/store/outbox, SQLite WAL),",
         "process pool of 2 workers, `concurrency: 50, per_host: 50, host_spacing: 0`, 10 rules.",
-        "CPU = this process + pool workers (+ forkserver, resource tracker); peak RSS = sum of",
+        "CPU = this process + pool workers (+ resource tracker); peak RSS = sum of",
         "each process's peak (VmHWM, counts shared pages once per process); peak PSS = the",
         "largest sampled sum of PSS every 0.25 s (shared pages split: the real footprint).",
         "",

@@ -1,7 +1,7 @@
 """Process-tree measurements for the benchmarks (Linux /proc): CPU, RSS, loop stalls.
 
-The daemon's pool workers are children of the forkserver, which is a child
-of the daemon, so "parent + children" means the whole process tree below
+The daemon's pool workers (spawned) and multiprocessing's resource tracker
+are children of the daemon, so "parent + children" means the whole process tree below
 the measuring process, minus the processes named in ``exclude`` (the feed
 farm, the SMTP sink).
 """

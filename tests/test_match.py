@@ -412,7 +412,7 @@ def test_analyze_in_a_worker_process_gives_the_same_matches_as_in_process() -> N
         FeedEntry("3", None, None, "Kiosk", "Ski", ""),
     ]
     here = analyze(rules, entries, {"3": "DeepSeek im Artikel"}, "feed", ())
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         there = pool.submit(
             analyze, rules, entries, {"3": "DeepSeek im Artikel"}, "feed", ()
