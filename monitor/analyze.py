@@ -52,10 +52,6 @@ def document(entry: FeedEntry, article_text: str | None) -> Document:
     )
 
 
-def _applies(rule: RuleSpec, feed: str, tags: Sequence[str]) -> bool:
-    return not rule.feeds or feed in rule.feeds or bool(set(tags) & set(rule.feeds))
-
-
 def needs_article(
     rules: tuple[RuleSpec, ...], entries: Sequence[FeedEntry], feed: str, tags: tuple[str, ...]
 ) -> list[bool]:
@@ -66,7 +62,8 @@ def needs_article(
     text could turn against it.
     """
     matcher = matcher_for(rules)
-    content_rules = [r for r in rules if _applies(r, feed, tags) and "content" in r.fields]
+    applicable = matcher.rules_for(feed, tags)
+    content_rules = [r for r in rules if r.name in applicable and "content" in r.fields]
     if not content_rules:
         return [False] * len(entries)
     if any(r.exclude or r.query for r in content_rules):

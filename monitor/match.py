@@ -590,6 +590,10 @@ class Matcher:
         """Names of the compiled rules, in config order."""
         return tuple(rule.name for rule in self._rules)
 
+    def rules_for(self, feed: str, tags: Collection[str] = ()) -> frozenset[str]:
+        """Names of the rules that apply to a feed with this name and these tags."""
+        return frozenset(self._rules[i].name for i in self._applicable(feed, tags))
+
     def _applicable(self, feed: str, tags: Collection[str]) -> frozenset[int]:
         key = (feed, tuple(sorted(tags)))
         found = self._feed_cache.get(key)

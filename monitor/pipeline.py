@@ -140,7 +140,7 @@ class Poller:
         label = feed.name or state.title or feed.url
 
         if not result.ok:
-            return self._failed(feed, state, result, None, interval, now, dry_run, started)
+            return self._failed(label, state, result, None, interval, now, dry_run, started)
         if result.permanent_redirect:
             state = replace(state, url=result.permanent_redirect)
         etag, last_modified = result.etag, result.last_modified
@@ -161,7 +161,7 @@ class Poller:
 
         parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
         if parsed.error:
-            return self._failed(feed, state, result, parsed, interval, now, dry_run, started)
+            return self._failed(label, state, result, parsed, interval, now, dry_run, started)
         # Validators and hash are kept only for a document that parsed: a broken
         # one is fetched and reported again until it changes.
         label = feed.name or parsed.title or feed.url
@@ -297,7 +297,7 @@ class Poller:
 
     def _failed(
         self,
-        feed: FeedSpec,
+        label: str,
         state: FeedState,
         result: FetchResult,
         parsed: ParsedFeed | None,
@@ -317,7 +317,6 @@ class Poller:
         )
         if not dry_run:
             self._storage.save_feed_state(state)
-        label = feed.name or state.title or feed.url
         log.warning(
             "feed=%r status=%s error=%r errors=%d next=%s",
             label,

@@ -420,3 +420,16 @@ def test_analyze_in_a_worker_process_gives_the_same_matches_as_in_process() -> N
     assert there == here
     assert [[m.rule for m in a.matches] for a in here] == [["DeepSeek"], ["Azure AI"], ["DeepSeek"]]
     assert here[2].snippet is not None and here[2].snippet.field == "content"
+
+
+def test_rules_for_names_the_rules_limited_to_a_feed_or_its_tags() -> None:
+    matcher = compile_rules(
+        [
+            RuleSpec("everywhere", keywords=("x",)),
+            RuleSpec("heise only", keywords=("x",), feeds=("heise",)),
+            RuleSpec("german", keywords=("x",), feeds=("de",)),
+        ]
+    )
+    assert matcher.rules_for("heise") == {"everywhere", "heise only"}
+    assert matcher.rules_for("golem", ("de",)) == {"everywhere", "german"}
+    assert matcher.rules_for("register", ("en",)) == {"everywhere"}
