@@ -141,8 +141,7 @@ class Harness:
 
     async def warm_pool(self) -> None:
         """Start every worker and import the parser and extractor there (a daemon is warm)."""
-        from monitor.extract import extract
-        from monitor.parse import parse_feed
+        from monitor.stages import extract, parse_feed  # by name: this process stays lean
 
         loop = asyncio.get_running_loop()
         body = await self.app.context.fetcher.fetch(self.farm.feed_url(0))

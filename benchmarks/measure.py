@@ -1,9 +1,11 @@
 """Process-tree measurements for the benchmarks (Linux /proc): CPU, RSS, loop stalls.
 
-The daemon's pool workers (spawned) and multiprocessing's resource tracker
-are children of the daemon, so "parent + children" means the whole process tree below
-the measuring process, minus the processes named in ``exclude`` (the feed
-farm, the SMTP sink).
+The daemon's pool workers (``python -m monitor.pool``) are children of the
+daemon, so "parent + children" means the whole process tree below the
+measuring process, minus the processes named in ``exclude`` (the feed farm,
+the SMTP sink) and multiprocessing's resource tracker: only the benchmark's
+feed farm (a spawned multiprocessing child) starts one; the daemon does not
+use multiprocessing.
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ class Tree:
         for p in descendants(self.root):
             if p in skip or any(a in skip for a in _ancestors(p, self.root)):
                 continue
+            if _name(p) == "resource-tracker":  # the farm's, not the daemon's
+                continue
             out.append(p)
         return out
 
@@ -145,6 +149,8 @@ def _name(pid: int) -> str:
         return "forkserver"
     if "resource_tracker" in text:
         return "resource-tracker"
+    if "monitor.pool" in text:
+        return "worker"
     return "worker" if "multiprocessing" in text or "spawn" in text else text[-40:]
 
 

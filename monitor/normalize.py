@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import functools
 import html as html_lib
-import re
 import unicodedata
+from typing import TYPE_CHECKING, Any
 
-import ftfy
-from lxml import etree  # type: ignore[import-untyped]  # no stubs in our deps
-
+from monitor import mojibake
 from monitor.types import Document
 
-__all__ = ["normalize", "prepare"]
+if TYPE_CHECKING:
+    from lxml import etree  # type: ignore[import-untyped]  # no stubs in our deps
 
-# UTF-8 read as Latin-1/cp1252: a lead byte C2-F4 shown as Â..ô followed by a
-# continuation byte 80-BF shown as a C1 control, a cp1252 symbol or NBSP..¿.
-# A hit only means ftfy gets a look; ftfy itself decides whether to change.
-_MOJIBAKE_HINT = re.compile(
-    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
-    "\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
-    "\u20ac\u2122]"
-)
+__all__ = ["normalize", "prepare"]
 
 # Removed outright: soft hyphen, zero-width space/non-joiner/joiner, word
 # joiner, BOM / zero-width no-break space, invisible separators.
@@ -126,22 +118,29 @@ _BLOCK = frozenset(
 )
 
 
-def _html_parser() -> etree.HTMLParser:
+@functools.cache
+def _lxml() -> tuple[Any, Any]:
+    """lxml's etree and our HTML parser, imported when the first HTML arrives.
+
+    Rule terms are never HTML: the daemon process, which validates rules but
+    leaves entry text to the pool workers, never loads lxml (3 MB, measured).
+    """
+    from lxml import etree
+
     # remove_comments: comment text never reaches the tree; no_network and
     # the HTML parser's lack of entity expansion keep untrusted input inert.
-    return etree.HTMLParser(
+    parser = etree.HTMLParser(
         encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True
     )
-
-
-_PARSER = _html_parser()
+    return etree, parser
 
 
 def _visible_text(markup: str) -> str:
     """The text a browser shows for ``markup``, blocks separated by spaces."""
+    etree, parser = _lxml()
     data = markup.encode("utf-8", "replace")
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError:
         return ""
     if root is None:
@@ -212,8 +211,7 @@ def _display(text: str, *, html: bool) -> str:
         if "`" in text:
             text = text.replace("`", "'")
         return " ".join(text.split())
-    if _MOJIBAKE_HINT.search(text) is not None:
-        text = ftfy.fix_encoding(text)
+    text = mojibake.repair(text)
     text = _replace(text)
     if not unicodedata.is_normalized("NFKC", text):
         # before and after NFKC: it would turn ´ into space + combining accent,

@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from monitor import decide, notify
 from monitor.analyze import analyze, needs_article
 from monitor.config import Config, FeedSpec
-from monitor.extract import extract
 from monitor.fetch import HTML_ACCEPT, Fetcher
-from monitor.parse import parse_feed
+from monitor.pool import WorkerError
 from monitor.render import render
+from monitor.stages import extract, parse_feed
 from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
 from monitor.types import (
     Article,
@@ -38,6 +38,10 @@ from monitor.types import (
 
 log = logging.getLogger("monitor.poll")
 T = TypeVar("T")
+
+
+def _unusable(error: str) -> ParsedFeed:
+    return ParsedFeed(title=None, link=None, entries=(), error=error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +163,16 @@ class Poller:
             self._log(label, result, 0, 0, started, "unchanged")
             return PollOutcome(label, result.status, None, 0, (), due)
 
-        parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
+        try:
+            parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
+        except WorkerError as exc:
+            parsed = _unusable(f"parsing failed: {exc}")
         if parsed.error:
             return self._failed(label, state, result, parsed, interval, now, dry_run, started)
         # Validators and hash are kept only for a document that parsed: a broken
         # one is fetched and reported again until it changes.
         label = feed.name or parsed.title or feed.url
+        polled = state
         state = replace(
             state,
             etag=etag,
@@ -181,16 +189,22 @@ class Poller:
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        articles, article_error = await self._articles(
-            ctx, label, feed.tags, fresh, config.feed_extract(feed)
-        )
+        rules = config.rules
+        try:
+            articles, article_error = await self._articles(
+                ctx, label, feed.tags, fresh, config.feed_extract(feed)
+            )
+            # Normalizing and matching are CPU work: one worker call per feed keeps the loop free.
+            analyses = (
+                await self._offload(analyze, rules, fresh, articles, label, feed.tags)
+                if fresh
+                else []
+            )
+        except WorkerError as exc:  # nothing stored: the next poll tries these entries again
+            failed = _unusable(f"matching failed: {exc}")
+            return self._failed(label, polled, result, failed, interval, now, dry_run, started)
         if articles or article_error:
             state = replace(state, article_error=article_error)
-        # Normalizing and matching are CPU work: one worker call per feed keeps the loop free.
-        rules = config.rules
-        analyses = (
-            await self._offload(analyze, rules, fresh, articles, label, feed.tags) if fresh else []
-        )
         by_identity = dict(zip((e.identity for e in fresh), analyses, strict=True))
 
         records: list[NewEntry] = []
@@ -267,7 +281,11 @@ class Poller:
             problem = result.error or "empty body"
             log.warning("article=%s error=%r (matched on the feed text)", link, problem)
             return None, problem
-        article = await self._offload(extract, result.body, result.final_url, result.headers)
+        try:
+            article = await self._offload(extract, result.body, result.final_url, result.headers)
+        except WorkerError as exc:
+            log.warning("article=%s error=%r (matched on the feed text)", link, str(exc))
+            return None, f"extraction failed: {exc}"
         return article, None if article.text.strip() else "no article text found"
 
     def _outgoing(

@@ -249,3 +249,51 @@ def test_daemon_speaks_sd_notify_ready_watchdog_and_stopping(
         until("STOPPING=1")
         assert daemon.proc.wait(10) == 0
         daemon._out.close()
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry))
+    return out
+
+
+def test_killed_pool_workers_cost_no_alert_and_die_with_the_daemon(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    """The OOM killer takes a worker: the daemon starts another and keeps alerting."""
+    feeds, chat, _mail, config = world
+    base = feeds.url("")
+    daemon = Daemon(config)
+    daemon.start()
+    assert daemon.proc is not None
+    assert wait_for(lambda: "monitor running" in daemon.text()), daemon.text()
+    _publish(feeds, [Item("DeepSeek eins", f"{base}/1")])
+    assert wait_for(lambda: len(chat.received) >= 1, 30), daemon.text()
+    workers = _children(daemon.proc.pid)
+    assert workers, "the pool has a worker once an item was parsed"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _publish(feeds, [Item("DeepSeek zwei", f"{base}/2"), Item("DeepSeek eins", f"{base}/1")])
+    assert wait_for(lambda: len(chat.received) >= 2, 30), daemon.text()
+    assert [m["title"] for m in chat.received] == [
+        "[DeepSeek] DeepSeek eins",
+        "[DeepSeek] DeepSeek zwei",
+    ]
+    assert daemon.proc.poll() is None
+    assert "Traceback" not in daemon.text()
+    # kill -9 of the daemon leaves no worker behind: they see their pipe close
+    workers = _children(daemon.proc.pid)
+    assert workers
+    code, _ = daemon.stop(signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), 10)

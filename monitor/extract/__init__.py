@@ -13,8 +13,9 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from monitor.extract._clean import clean_and_render
 from monitor.extract._content import find_main, prune
-from monitor.extract._decode import decode_html, repair_mojibake
+from monitor.extract._decode import decode_html
 from monitor.extract._meta import PageMeta, read_meta
+from monitor.mojibake import repair as repair_mojibake
 from monitor.types import Article
 
 __all__ = ["decode_html", "extract", "extract_text"]

@@ -14,8 +14,9 @@ import codecs
 import re
 from collections.abc import Mapping
 
-import ftfy
 from bs4.dammit import UnicodeDammit
+
+from monitor.mojibake import repair as repair_mojibake
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -47,12 +48,6 @@ _WHATWG_ALIASES = {
 }
 _MIN_BYTES_TO_DETECT = 64
 _UTF16_OR_32 = {"utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-32be"}
-
-# Cheap mojibake precheck: UTF-8 bytes read as cp1252/latin-1 leave pairs like
-# "Ã¼", "Ã\x9f" or "â€" behind. ftfy is only worth its cost when one shows up.
-_MOJIBAKE_RE = re.compile(
-    "[ÂÃ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]|â€|Ã[ŸŽ]"
-)
 
 
 def _normalize_label(label: str) -> str | None:
@@ -120,13 +115,6 @@ def _choose_encoding(body: bytes) -> str:
     # Detection on a bounded prefix keeps huge pages cheap.
     found = UnicodeDammit(body[:65_536], is_html=True).original_encoding
     return (_normalize_label(found) if found else None) or "cp1252"
-
-
-def repair_mojibake(text: str) -> str:
-    """Undo UTF-8-read-as-cp1252 mojibake, only when a cheap test finds some."""
-    if not _MOJIBAKE_RE.search(text):
-        return text
-    return ftfy.fix_encoding(text)
 
 
 def decode_html(body: bytes, headers: Mapping[str, str] | None = None) -> str:

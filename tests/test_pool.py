@@ -1,0 +1,223 @@
+"""The worker pool with real worker processes: calls, failures, deadlines, recycling, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from monitor import stages
+from monitor.app import App
+from monitor.config import parse_config
+from monitor.pipeline import PollOutcome
+from monitor.pool import MB, WorkerError, WorkerPool
+from monitor.stages import Stage
+from monitor.storage.base import FeedState
+from monitor.types import ParsedFeed
+from tests.feeds import Item, rss
+from tests.servers import FeedServer, running
+
+FEED = b"<rss><channel><title>T</title><item><title>DeepSeek</title></item></channel></rss>"
+MODULES = "sorted({m.split('.')[0] for m in __import__('sys').modules})"
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    p = WorkerPool(2)
+    yield p
+    p.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_call_runs_in_another_process_and_returns_its_value(pool: WorkerPool) -> None:
+    assert pool.submit(pow, 2, 10).result(30) == 1024
+    pid = pool.submit(os.getpid).result(30)
+    assert pid != os.getpid()
+    assert pool.pids() == [pid]
+    parsed = pool.submit(stages.parse_feed, FEED, "http://example.org/").result(30)
+    assert isinstance(parsed, ParsedFeed)
+    assert [e.title for e in parsed.entries] == ["DeepSeek"]
+
+
+def test_workers_import_only_what_their_calls_need(pool: WorkerPool) -> None:
+    pool.submit(stages.parse_feed, FEED, "http://example.org/").result(30)
+    pool.submit(stages.extract, b"<html><p>Text</p></html>", "http://example.org/").result(30)
+    modules = pool.submit(eval, MODULES).result(30)
+    assert "feedparser" in modules and "bs4" in modules
+    for heavy in ("apprise", "aiohttp", "apscheduler", "yaml", "sqlite3", "multiprocessing"):
+        assert heavy not in modules
+
+
+def test_the_daemon_process_never_imports_the_parsing_libraries() -> None:
+    code = f"import monitor.daemon, monitor.cli; print({MODULES})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = eval(out.stdout)
+    assert "apprise" in modules and "aiohttp" in modules
+    for heavy in ("feedparser", "bs4", "lxml", "ftfy"):
+        assert heavy not in modules
+
+
+def test_stages_pickle_as_names_and_resolve_to_the_real_functions() -> None:
+    from monitor.extract import extract
+    from monitor.parse import parse_feed
+
+    # for the type checker they are the real functions; at run time, stand-ins
+    parse_stage, extract_stage = cast(Stage, stages.parse_feed), cast(Stage, stages.extract)
+    assert isinstance(parse_stage, Stage) and isinstance(extract_stage, Stage)
+    assert parse_stage.resolve() is parse_feed
+    assert extract_stage.resolve() is extract
+    copy = pickle.loads(pickle.dumps(parse_stage))
+    assert copy.resolve() is parse_feed
+    assert len(pickle.dumps(stages.extract)) < 100
+
+
+def test_a_call_that_raises_fails_alone_with_the_remote_traceback(pool: WorkerPool) -> None:
+    with pytest.raises(WorkerError, match="divmod: ZeroDivisionError") as caught:
+        pool.submit(divmod, 1, 0).result(30)
+    assert "Traceback" in "".join(caught.value.__notes__)
+    assert pool.submit(divmod, 7, 2).result(30) == (3, 1)
+
+
+def test_an_argument_that_cannot_be_sent_fails_that_call_only(pool: WorkerPool) -> None:
+    with pytest.raises(WorkerError, match="cannot be sent"):
+        pool.submit(len, threading.Lock()).result(30)
+    assert pool.submit(len, "abc").result(30) == 3
+
+
+def test_a_killed_worker_fails_its_call_and_the_next_call_gets_a_new_one(pool: WorkerPool) -> None:
+    pid = pool.submit(os.getpid).result(30)
+    with pytest.raises(WorkerError, match="killed by SIGKILL"):
+        pool.submit(os.kill, pid, signal.SIGKILL).result(30)
+    assert not _alive(pid)
+    again = pool.submit(os.getpid).result(30)
+    assert again != pid
+    assert pool.started == 2
+
+
+def test_a_worker_killed_while_idle_costs_no_call(pool: WorkerPool) -> None:
+    pid = pool.submit(os.getpid).result(30)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.submit(pow, 3, 3).result(30) == 27
+
+
+def test_a_call_past_its_deadline_stops_its_worker() -> None:
+    pool = WorkerPool(1, deadline=0.5)
+    try:
+        pid = pool.submit(os.getpid).result(30)
+        with pytest.raises(WorkerError, match=r"deadline of 0\.5 s"):
+            pool.submit(time.sleep, 60).result(30)
+        assert not _alive(pid)
+        assert pool.submit(pow, 2, 3).result(30) == 8
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_over_its_memory_limit_is_replaced_after_its_call() -> None:
+    pool = WorkerPool(1, recycle_rss=1 * MB)  # every worker is over 1 MB
+    try:
+        first = pool.submit(os.getpid).result(30)
+        second = pool.submit(os.getpid).result(30)
+        assert first != second
+        assert not _alive(first)
+    finally:
+        pool.shutdown()
+
+
+def test_an_idle_worker_stops_and_a_new_call_starts_one() -> None:
+    pool = WorkerPool(1, idle_timeout=0.2)
+    try:
+        pid = pool.submit(os.getpid).result(30)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid)
+        assert pool.pids() == []
+        assert pool.submit(os.getpid).result(30) != pid
+    finally:
+        pool.shutdown()
+
+
+def test_a_light_load_keeps_to_one_worker(pool: WorkerPool) -> None:
+    pids = {pool.submit(os.getpid).result(30) for _ in range(20)}
+    assert len(pids) == 1
+    assert pool.started == 1
+
+
+def test_calls_run_side_by_side_when_they_overlap(pool: WorkerPool) -> None:
+    code = "(__import__('time').sleep(0.5), __import__('os').getpid())[1]"
+    futures = [pool.submit(eval, code) for _ in range(4)]
+    assert len({f.result(30) for f in futures}) == 2
+
+
+def test_shutdown_cancels_waiting_calls_stops_workers_and_refuses_new_ones() -> None:
+    pool = WorkerPool(1)
+    pid = pool.submit(os.getpid).result(30)
+    running = pool.submit(time.sleep, 0.5)
+    waiting = [pool.submit(pow, 2, i) for i in range(5)]
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert running.result(0) is None
+    for f in waiting:
+        with pytest.raises(CancelledError):
+            f.result(0)
+    assert not _alive(pid)
+    with pytest.raises(RuntimeError):
+        pool.submit(pow, 2, 2)
+
+
+def test_what_a_call_prints_does_not_corrupt_its_reply(pool: WorkerPool) -> None:
+    assert pool.submit(print, "noise on stdout").result(30) is None
+    assert pool.submit(pow, 5, 2).result(30) == 25
+
+
+def test_a_poll_whose_worker_fails_shows_the_error_and_the_next_poll_alerts(
+    tmp_path: Path,
+) -> None:
+    """The daemon's real path (App.poll_round) with a pool whose calls miss their deadline."""
+    feeds = FeedServer()
+    with running(feeds):
+        feeds.put("/feed.xml", rss([Item("DeepSeek auf Azure", "https://example.org/1")]))
+        text = f"feeds: [{feeds.url('/feed.xml')}]\nrules: [{{name: ds, keywords: [DeepSeek]}}]\n"
+        config = parse_config(text, tmp_path / "feeds.yaml", {})
+        db = str(tmp_path / "monitor.db")
+        feed = config.feeds[0]
+
+        async def poll(pool: WorkerPool) -> tuple[PollOutcome, FeedState]:
+            app = App(config, db=db, executor=pool, console=io.StringIO())
+            try:
+                (outcome,) = await app.poll_round([feed])
+                return outcome, app.storage.feed_state(feed.key)
+            finally:
+                await app.close()
+
+        # 1 ms: a worker's start alone takes longer
+        outcome, state = asyncio.run(poll(WorkerPool(1, deadline=0.001)))
+        assert outcome.error is not None and outcome.error == state.last_error
+        assert outcome.error.startswith("parsing failed: parse_feed: it ran past its deadline")
+        assert state.etag is None and state.body_hash is None  # fetched and parsed again
+        outcome, state = asyncio.run(poll(WorkerPool(1)))
+        assert outcome.error is None and state.last_error is None
+        assert [a.title for a in outcome.alerts] == ["DeepSeek auf Azure"]
