@@ -232,7 +232,7 @@ class WorkerPool(Executor):
         workers: int,
         *,
         deadline: float = 120.0,
-        recycle_rss: int = 256 * MB,
+        recycle_rss: int = 128 * MB,
         idle_timeout: float = 300.0,
     ) -> None:
         if workers < 1:
