@@ -85,7 +85,8 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
     config = make_config(
         farm.urls(), db, extract=not args.no_extract, interval=f"{int(args.interval)}s"
     )
-    app = App(config, db=str(db), executor=process_pool())
+    pool = process_pool()
+    app = App(config, db=str(db), executor=pool)
     t = time.perf_counter()
     due = seed(app, farm, args.interval, random.Random(5))
     print(f"seeded {len(due)} feeds in {time.perf_counter() - t:.1f} s", flush=True)
@@ -178,6 +179,7 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
         "rss_last": samples[-1]["rss_mb"] if samples else None,
         "rss_max": max((s["rss_mb"] for s in samples), default=None),
         "pss_max": max((s["pss_mb"] for s in samples), default=None),
+        "worker_starts": pool.started,
         "farm": farm.stats(),
         "samples": samples,
         "poll_log": polls,

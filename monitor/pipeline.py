@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from monitor import decide, notify
-from monitor.analyze import analyze, needs_article
+from monitor.analyze import Analysis, analyze, needs_article
 from monitor.config import Config, FeedSpec
 from monitor.fetch import HTML_ACCEPT, Fetcher
 from monitor.pool import WorkerError
@@ -42,6 +42,15 @@ T = TypeVar("T")
 
 def _unusable(error: str) -> ParsedFeed:
     return ParsedFeed(title=None, link=None, entries=(), error=error)
+
+
+def _name(entry: FeedEntry) -> str:
+    return entry.link or repr(entry.title)
+
+
+def _only(articles: dict[str, str], entry: FeedEntry) -> dict[str, str]:
+    text = articles.get(entry.identity)
+    return {} if text is None else {entry.identity: text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +127,12 @@ class Poller:
         if self._executor is None:
             return fn(*args)
         async with self._offload_slots:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            except WorkerError as exc:
+                if getattr(exc, "__notes__", None):  # it raised there: a bug, not a bad feed
+                    log.error("%s\n%s", exc, "\n".join(exc.__notes__))
+                raise
 
     async def poll(self, feed: FeedSpec, *, dry_run: bool = False) -> PollOutcome:
         """Poll one feed now; failures are stored on the feed, never raised.
@@ -189,27 +203,30 @@ class Poller:
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        rules = config.rules
-        try:
-            articles, article_error = await self._articles(
-                ctx, label, feed.tags, fresh, config.feed_extract(feed)
-            )
-            # Normalizing and matching are CPU work: one worker call per feed keeps the loop free.
-            analyses = (
-                await self._offload(analyze, rules, fresh, articles, label, feed.tags)
-                if fresh
-                else []
-            )
-        except WorkerError as exc:  # nothing stored: the next poll tries these entries again
-            failed = _unusable(f"matching failed: {exc}")
-            return self._failed(label, polled, result, failed, interval, now, dry_run, started)
+        articles, article_error = await self._articles(
+            ctx, label, feed.tags, fresh, config.feed_extract(feed)
+        )
         if articles or article_error:
             state = replace(state, article_error=article_error)
-        by_identity = dict(zip((e.identity for e in fresh), analyses, strict=True))
+        analyses, match_error = await self._analyze(config, label, feed.tags, fresh, articles)
+        by_identity = {e.identity: a for e, a in zip(fresh, analyses, strict=True) if a}
+        unmatched = {e.identity for e, a in zip(fresh, analyses, strict=True) if a is None}
+        if unmatched:
+            # Not recorded, and the document's validators and hash are not kept:
+            # the next poll parses it again and retries just these entries.
+            state = replace(
+                state,
+                etag=polled.etag,
+                last_modified=polled.last_modified,
+                body_hash=polled.body_hash,
+                last_error=match_error,
+            )
 
         records: list[NewEntry] = []
         alerts: list[Alert] = []
         for entry in new:
+            if entry.identity in unmatched:
+                continue
             analysis = by_identity.get(entry.identity)
             if analysis is None:  # too old to alert: only recorded, so it never alerts later
                 records.append(NewEntry(entry=entry, first_seen=now))
@@ -238,8 +255,48 @@ class Poller:
         state = replace(state, next_due=due)
         if not dry_run:
             self._storage.commit_poll(state, records)
-        self._log(label, result, len(new), len(alerts), started, parsed.warning)
-        return PollOutcome(label, result.status, None, len(new), tuple(alerts), due)
+        self._log(label, result, len(new), len(alerts), started, match_error or parsed.warning)
+        return PollOutcome(label, result.status, match_error, len(new), tuple(alerts), due)
+
+    async def _analyze(
+        self,
+        config: Config,
+        label: str,
+        tags: tuple[str, ...],
+        fresh: Sequence[FeedEntry],
+        articles: dict[str, str],
+    ) -> tuple[list[Analysis | None], str | None]:
+        """Normalize and match ``fresh`` (CPU work: one worker call per feed keeps the loop free).
+
+        When that call fails (its worker died or overran), one call per entry,
+        so an entry that kills its worker costs only itself: its analysis is
+        None, and the last such failure is returned for ``status``.
+        """
+        if not fresh:
+            return [], None
+        rules = config.rules
+        try:
+            return list(await self._offload(analyze, rules, fresh, articles, label, tags)), None
+        except WorkerError as exc:
+            if len(fresh) == 1:
+                return [None], f"{_name(fresh[0])}: matching failed: {exc}"
+            log.warning("feed=%r matching failed (%s); now one entry at a time", label, exc)
+        results = await asyncio.gather(
+            *(self._offload(analyze, rules, [e], _only(articles, e), label, tags) for e in fresh),
+            return_exceptions=True,
+        )
+        out: list[Analysis | None] = []
+        error = None
+        for entry, one in zip(fresh, results, strict=True):
+            if isinstance(one, WorkerError):
+                error = f"{_name(entry)}: matching failed: {one}"
+                log.warning("feed=%r entry=%s", label, error)
+                out.append(None)
+            elif isinstance(one, BaseException):
+                raise one
+            else:
+                out.append(one[0])
+        return out, error
 
     async def _articles(
         self,
@@ -262,7 +319,11 @@ class Poller:
         if not extract_on or not linked:
             return {}, None
         rules = ctx.config.rules
-        needed = await self._offload(needs_article, rules, linked, label, tags)
+        try:
+            needed = await self._offload(needs_article, rules, linked, label, tags)
+        except WorkerError as exc:  # then every page may matter
+            log.warning("feed=%r article triage failed (%s); fetching every page", label, exc)
+            needed = [True] * len(linked)
         wanted = [e for e, need in zip(linked, needed, strict=True) if need]
         results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in wanted))
         texts: dict[str, str] = {}

@@ -3,14 +3,14 @@
 ``WorkerPool`` is a ``concurrent.futures.Executor``: the pipeline hands it
 calls through ``loop.run_in_executor``. Each worker is ``python -m
 monitor.pool``, talking to one thread of the pool over its stdin and stdout
-(a length-prefixed pickle per call and per reply). Why not
+(a frame per call and per reply: a marker, a length, a pickle). Why not
 ``ProcessPoolExecutor``:
 
 - a worker that dies (the OOM killer, a crash in a C extension) breaks a
   ``ProcessPoolExecutor`` for good, and every later poll with it; here only
   the call in flight fails, and the next call starts a new worker;
-- a call that runs past its deadline kills its worker instead of holding
-  it forever;
+- a call that runs past its deadline (sending, running and answering) kills
+  its worker instead of holding it forever;
 - a worker imports only what its calls need: a spawned multiprocessing
   child re-runs the parent's main module first (``monitor run`` imports
   apprise, aiohttp, APScheduler, ...), about 18 MB per worker for nothing;
@@ -29,50 +29,91 @@ import os
 import pickle
 import selectors
 import signal
+import site
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 MB = 1024 * 1024
-_HEADER = 8  # bytes of frame length, big-endian
+_MARKER = b"RSM\x01"  # starts every frame: anything else on the pipe is not ours
+_HEADER = len(_MARKER) + 8  # marker, then the pickle's length (big-endian)
 
 
 class WorkerError(Exception):
     """A call did not return: it raised, its worker died, or it ran past its deadline."""
 
 
+class _NotSent(Exception):
+    """The worker was gone before any byte of the call reached it."""
+
+
 # -- frames (both sides) -------------------------------------------------------
 
 
-def _write_frame(out: IO[bytes], data: bytes) -> None:
-    view = memoryview(len(data).to_bytes(_HEADER, "big") + data)
-    while view:
-        written = out.write(view)
-        view = view[written or 0 :]
+def _remaining(end: float | None) -> float | None:
+    return None if end is None else max(0.0, end - time.monotonic())
 
 
-def _read_exact(inp: IO[bytes], size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while size:
-        chunk = inp.read(size)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+def _write_all(fd: int, data: bytes, end: float | None) -> None:
+    """Write a frame holding ``data``; TimeoutError past ``end`` (None: no limit)."""
+    parts = [memoryview(_MARKER + len(data).to_bytes(8, "big")), memoryview(data)]
+    sent = 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_WRITE)
+        while parts:
+            if not sel.select(_remaining(end)):
+                raise TimeoutError
+            try:
+                n = os.writev(fd, parts)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                if sent == 0:
+                    raise _NotSent from None
+                raise
+            sent += n
+            while n:
+                if n >= len(parts[0]):
+                    n -= len(parts.pop(0))
+                else:
+                    parts[0], n = parts[0][n:], 0
 
 
-def _read_frame(inp: IO[bytes]) -> bytes | None:
-    """The next frame, or None at the end of the stream."""
-    header = _read_exact(inp, _HEADER)
-    return None if header is None else _read_exact(inp, int.from_bytes(header, "big"))
+def _read_exact(fd: int, size: int, end: float | None, sel: selectors.BaseSelector) -> bytearray:
+    """``size`` bytes; EOFError at the end of the stream, TimeoutError past ``end``."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        if not sel.select(_remaining(end)):
+            raise TimeoutError
+        try:
+            n = os.readv(fd, [view[got:]])
+        except BlockingIOError:
+            continue
+        if n == 0:
+            raise EOFError
+        got += n
+    return buf
+
+
+def _read_frame(fd: int, end: float | None) -> bytearray:
+    """The next frame's pickle; EOFError at the end, ValueError for bytes that are not a frame."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        header = _read_exact(fd, _HEADER, end, sel)
+        if header[: len(_MARKER)] != _MARKER:
+            raise ValueError(f"not a frame: {bytes(header)!r}")
+        return _read_exact(fd, int.from_bytes(header[len(_MARKER) :], "big"), end, sel)
 
 
 # -- the worker side ----------------------------------------------------------
@@ -87,9 +128,10 @@ def _rss() -> int:
         return 0
 
 
-def _reply(inp: bytes, recycle_rss: int) -> tuple[bytes, bool]:
+def _reply(request: bytearray, recycle_rss: int) -> tuple[bytes, bool]:
     try:
-        fn, args, kwargs = pickle.loads(inp)
+        fn, args, kwargs = pickle.loads(request)
+        del request
         reply: tuple[Any, ...] = (True, fn(*args, **kwargs), None)
     except Exception as exc:
         reply = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -101,14 +143,18 @@ def _reply(inp: bytes, recycle_rss: int) -> tuple[bytes, bool]:
         return pickle.dumps(failed, pickle.HIGHEST_PROTOCOL), recycle
 
 
-def serve(inp: IO[bytes], out: IO[bytes], recycle_rss: int) -> None:
+def serve(inp: int, out: int, recycle_rss: int) -> None:
     """Answer calls until the pool closes ``inp``, or until memory says to stop."""
-    while (request := _read_frame(inp)) is not None:
-        data, recycle = _reply(request, recycle_rss)
+    while True:
         try:
-            _write_frame(out, data)
-            out.flush()
-        except BrokenPipeError:  # the pool is gone
+            request = _read_frame(inp, None)
+        except (EOFError, ValueError):  # the pool closed the pipe (or is not a pool)
+            return
+        data, recycle = _reply(request, recycle_rss)
+        del request
+        try:
+            _write_all(out, data, None)
+        except (_NotSent, BrokenPipeError):  # the pool is gone
             return
         if recycle:
             return
@@ -116,13 +162,13 @@ def serve(inp: IO[bytes], out: IO[bytes], recycle_rss: int) -> None:
 
 def _worker_main() -> None:
     # systemd signals the whole cgroup; the pool decides when a worker stops
-    # (it closes the worker's stdin).
+    # (it closes the worker's stdin, or kills a worker that overran).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    inp = os.fdopen(os.dup(0), "rb", buffering=0)
-    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    inp, out = os.dup(0), os.dup(1)
     # Anything a call prints goes to stderr (the journal), not into the replies.
     os.dup2(2, 1)
+    sys.stdout = sys.stderr
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -143,47 +189,64 @@ def _describe_exit(code: int) -> str:
     return f"its worker exited with status {code}"
 
 
+def _worker_env() -> dict[str, str]:
+    """The daemon's environment; in a source checkout, also where ``monitor`` is."""
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parent.parent
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    return env
+
+
 class _Process:
     """One running worker."""
 
     def __init__(self, recycle_rss: int) -> None:
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        # -P: the working directory (under systemd, the state directory) is not
+        # put on the worker's import path.
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "monitor.pool", str(recycle_rss)],
+            [sys.executable, "-P", "-m", "monitor.pool", str(recycle_rss)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
-            env=env,
+            env=_worker_env(),
             close_fds=True,
         )
         assert self.popen.stdin is not None and self.popen.stdout is not None
-        self.stdin: IO[bytes] = self.popen.stdin
-        self.stdout: IO[bytes] = self.popen.stdout
         self.pid = self.popen.pid
+        self.calls = 0
+        os.set_blocking(self.popen.stdin.fileno(), False)
 
-    def send(self, payload: bytes) -> bool:
-        """Send a call; False when the worker is gone (nothing of the call ran)."""
+    def call(self, payload: bytes, deadline: float) -> tuple[bool, Any, str | None, bool]:
+        """Send a call and read its reply: (ok, value or message, remote traceback, stops).
+
+        _NotSent when the worker was already gone; WorkerError (and the worker
+        is dead) when it died or overran during the call.
+        """
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        end = time.monotonic() + deadline
+        self.calls += 1
         try:
-            _write_frame(self.stdin, payload)
-        except (BrokenPipeError, ConnectionResetError):
-            return False
-        return True
-
-    def receive(self, deadline: float) -> tuple[bool, Any, str | None, bool]:
-        """The reply: (ok, value or message, remote traceback, worker stops)."""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.stdout, selectors.EVENT_READ)
-            if not sel.select(deadline):
-                self.kill()
-                raise WorkerError(
-                    f"it ran past its deadline of {deadline:g} s; its worker was stopped"
-                )
-        data = _read_frame(self.stdout)
-        if data is None:
-            raise WorkerError(_describe_exit(self.wait()))
-        reply: tuple[bool, Any, str | None, bool] = pickle.loads(data)
+            _write_all(self.popen.stdin.fileno(), payload, end)
+            data = _read_frame(self.popen.stdout.fileno(), end)
+        except TimeoutError:
+            self.kill()
+            raise WorkerError(
+                f"it ran past its deadline of {deadline:g} s; its worker was stopped"
+            ) from None
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.close()
+            code = self.wait()
+            hint = " before its first call (see its error in the log)" if self.calls == 1 else ""
+            raise WorkerError(_describe_exit(code) + hint) from None
+        except ValueError as exc:
+            self.kill()
+            raise WorkerError(f"its worker wrote something that is not a reply: {exc}") from None
+        try:
+            reply: tuple[bool, Any, str | None, bool] = pickle.loads(data)
+        except Exception as exc:  # the stream is still in step: the worker can stay
+            return (False, f"its reply could not be read: {exc!r}", None, False)
         return reply
 
     def wait(self) -> int:
@@ -194,14 +257,16 @@ class _Process:
             return self.popen.wait()
 
     def kill(self) -> None:
-        self.popen.kill()
+        with contextlib.suppress(OSError):
+            self.popen.kill()
         self.close()
 
     def close(self) -> None:
         """Close its stdin (the worker exits at the end of its current call) and reap it."""
-        for stream in (self.stdin, self.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
+        for stream in (self.popen.stdin, self.popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
         self.wait()
 
 
@@ -213,13 +278,17 @@ class _Call:
     kwargs: dict[str, Any]
 
 
+_STOP = object()
+
+
 class _Slot:
     """A pool thread and the worker process it drives (started on demand)."""
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.wake = threading.Event()
-        self.call: _Call | None = None
+        self.call: _Call | None = None  # handed over by submit() while idle
+        self.busy: _Process | None = None  # the process of the call in flight
         self.process: _Process | None = None
         self.thread: threading.Thread | None = None
 
@@ -257,32 +326,36 @@ class WorkerPool(Executor):
                 self._idle.discard(slot.index)
                 slot.call = call
                 slot.wake.set()
-            else:
-                self._pending.append(call)
-                for slot in self._slots:
-                    if slot.thread is None:
-                        slot.thread = threading.Thread(
-                            target=self._run_slot,
-                            args=(slot,),
-                            name=f"pool-{slot.index}",
-                            daemon=True,
-                        )
-                        slot.thread.start()
-                        break
+                return call.future
+            self._pending.append(call)
+            for slot in self._slots:
+                if slot.thread is None:
+                    slot.thread = threading.Thread(
+                        target=self._run_slot, args=(slot,), name=f"pool-{slot.index}", daemon=True
+                    )
+                    slot.thread.start()
+                    break
         return call.future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking calls. ``wait=False`` abandons the calls still running: their workers
+        are killed (the daemon is exiting; their results would go nowhere)."""
         with self._lock:
             self._shutdown = True
             if cancel_futures:
                 while self._pending:
                     self._pending.popleft().future.cancel()
             threads = [s.thread for s in self._slots if s.thread is not None]
+            busy = [s.busy for s in self._slots if s.busy is not None]
             for index in self._idle:
                 self._slots[index].wake.set()
         if wait:
             for thread in threads:
                 thread.join()
+        else:
+            for process in busy:
+                with contextlib.suppress(OSError):
+                    process.popen.kill()
 
     def pids(self) -> list[int]:
         """The worker processes running now."""
@@ -290,15 +363,40 @@ class WorkerPool(Executor):
 
     # -- a slot's thread --
 
-    def _next(self, slot: _Slot) -> _Call | None:
-        """The slot's next call, or None once the pool shuts down."""
+    def _run_slot(self, slot: _Slot) -> None:
+        try:
+            claimed = self._claim(slot)
+            while True:
+                call = self._wait(slot) if claimed is None else claimed
+                if not isinstance(call, _Call):
+                    return
+                finish = (
+                    self._call(slot, call) if call.future.set_running_or_notify_cancel() else None
+                )
+                # Idle (or on to the next call) before the caller hears back, so a
+                # caller that submits right away finds this slot and not another.
+                claimed = self._claim(slot)
+                if finish is not None:
+                    finish()
+        finally:
+            with self._lock:
+                slot.thread = None
+                self._idle.discard(slot.index)
+            self._drop(slot)
+
+    def _claim(self, slot: _Slot) -> _Call | object | None:
+        """The next waiting call, _STOP at shutdown, or None: the slot is idle now."""
         with self._lock:
             if self._pending:
                 return self._pending.popleft()
             if self._shutdown:
-                return None
+                return _STOP
             slot.wake.clear()
             self._idle.add(slot.index)
+            return None
+
+    def _wait(self, slot: _Slot) -> _Call | None:
+        """The call submit() hands this idle slot; None at shutdown."""
         while True:
             timeout = self.idle_timeout if slot.process is not None else None
             woken = slot.wake.wait(timeout)
@@ -310,19 +408,13 @@ class WorkerPool(Executor):
                     self._idle.discard(slot.index)
                     return None
                 slot.wake.clear()
-            if not woken and slot.process is not None:
-                slot.process.close()  # idle: give its memory back
-                slot.process = None
+            if not woken:
+                self._drop(slot)  # idle: give its memory back
 
-    def _run_slot(self, slot: _Slot) -> None:
-        try:
-            while (call := self._next(slot)) is not None:
-                if call.future.set_running_or_notify_cancel():
-                    self._run(slot, call)
-        finally:
-            if slot.process is not None:
-                slot.process.close()
-                slot.process = None
+    def _drop(self, slot: _Slot) -> None:
+        if slot.process is not None:
+            slot.process.close()
+            slot.process = None
 
     def _start(self) -> _Process:
         process = _Process(self.recycle_rss)
@@ -330,44 +422,52 @@ class WorkerPool(Executor):
             self.started += 1
         return process
 
-    def _run(self, slot: _Slot, call: _Call) -> None:
+    def _exchange(self, slot: _Slot, payload: bytes) -> tuple[bool, Any, str | None, bool]:
+        for _attempt in range(2):
+            fresh = slot.process is None
+            if slot.process is None:
+                slot.process = self._start()
+            slot.busy = slot.process
+            try:
+                return slot.process.call(payload, self.deadline)
+            except _NotSent:  # it died while idle: nothing of this call ran
+                self._drop(slot)
+                if fresh:
+                    raise WorkerError(
+                        "its worker exited at start (see its error in the log)"
+                    ) from None
+            except WorkerError:
+                slot.process = None  # dead and reaped
+                raise
+            finally:
+                slot.busy = None
+        raise WorkerError("no worker could take it")
+
+    def _call(self, slot: _Slot, call: _Call) -> Callable[[], None]:
+        """Run ``call`` in the slot's worker; returns what completes its future."""
+        future = call.future
         name = getattr(call.fn, "__name__", repr(call.fn))
         try:
             payload = pickle.dumps((call.fn, call.args, call.kwargs), pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            call.future.set_exception(WorkerError(f"{name}: cannot be sent to a worker: {exc!r}"))
-            return
+            return partial(future.set_exception, WorkerError(f"{name}: cannot be sent: {exc!r}"))
         try:
-            if slot.process is None:
-                slot.process = self._start()
-            if not slot.process.send(payload):  # it died while idle: nothing ran yet
-                slot.process.close()
-                slot.process = self._start()
-                if not slot.process.send(payload):
-                    raise WorkerError(_describe_exit(slot.process.wait()))
-            ok, value, remote, stops = slot.process.receive(self.deadline)
+            ok, value, remote, stops = self._exchange(slot, payload)
         except WorkerError as exc:
-            if slot.process is not None:
-                slot.process.close()
-                slot.process = None
-            call.future.set_exception(WorkerError(f"{name}: {exc}"))
-            return
-        except Exception as exc:  # e.g. the worker could not be started
+            return partial(future.set_exception, WorkerError(f"{name}: {exc}"))
+        except Exception as exc:  # e.g. no worker could be started
             if slot.process is not None:
                 slot.process.kill()
                 slot.process = None
-            call.future.set_exception(WorkerError(f"{name}: {exc!r}"))
-            return
+            return partial(future.set_exception, WorkerError(f"{name}: {exc!r}"))
         if stops:  # its memory grew past recycle_rss: the next call starts a fresh one
-            slot.process.close()
-            slot.process = None
+            self._drop(slot)
         if ok:
-            call.future.set_result(value)
-        else:
-            error = WorkerError(f"{name}: {value}")
-            if remote:
-                error.add_note(f"in the worker:\n{remote}")
-            call.future.set_exception(error)
+            return partial(future.set_result, value)
+        error = WorkerError(f"{name}: {value}")
+        if remote:
+            error.add_note(f"in the worker:\n{remote}")
+        return partial(future.set_exception, error)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,15 @@ def running(*servers: Any) -> Iterator[None]:
             s.stop()
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, every: float = 0.05) -> bool:
     """Poll ``predicate`` until true or the timeout; returns its last value."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.feeds import Item, article_page, rss
-from tests.servers import FeedServer, Mailbox, Webhook, running, wait_for
+from tests.servers import FeedServer, Mailbox, Webhook, alive, running, wait_for
 
 
 class Daemon:
@@ -296,4 +296,4 @@ def test_killed_pool_workers_cost_no_alert_and_die_with_the_daemon(
     assert workers
     code, _ = daemon.stop(signal.SIGKILL)
     assert code == -signal.SIGKILL
-    assert wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), 10)
+    assert wait_for(lambda: not any(alive(p) for p in workers), 10)

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import CancelledError
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Executor, Future
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -26,8 +26,8 @@ from monitor.pool import MB, WorkerError, WorkerPool
 from monitor.stages import Stage
 from monitor.storage.base import FeedState
 from monitor.types import ParsedFeed
-from tests.feeds import Item, rss
-from tests.servers import FeedServer, running
+from tests.feeds import Item, article_page, rss
+from tests.servers import FeedServer, alive, running, wait_for
 
 FEED = b"<rss><channel><title>T</title><item><title>DeepSeek</title></item></channel></rss>"
 MODULES = "sorted({m.split('.')[0] for m in __import__('sys').modules})"
@@ -38,16 +38,6 @@ def pool() -> Iterator[WorkerPool]:
     p = WorkerPool(2)
     yield p
     p.shutdown()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is gone for our purposes
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_call_runs_in_another_process_and_returns_its_value(pool: WorkerPool) -> None:
@@ -109,7 +99,7 @@ def test_a_killed_worker_fails_its_call_and_the_next_call_gets_a_new_one(pool: W
     pid = pool.submit(os.getpid).result(30)
     with pytest.raises(WorkerError, match="killed by SIGKILL"):
         pool.submit(os.kill, pid, signal.SIGKILL).result(30)
-    assert not _alive(pid)
+    assert not alive(pid)
     again = pool.submit(os.getpid).result(30)
     assert again != pid
     assert pool.started == 2
@@ -119,7 +109,7 @@ def test_a_worker_killed_while_idle_costs_no_call(pool: WorkerPool) -> None:
     pid = pool.submit(os.getpid).result(30)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pool.submit(pow, 3, 3).result(30) == 27
 
@@ -130,7 +120,7 @@ def test_a_call_past_its_deadline_stops_its_worker() -> None:
         pid = pool.submit(os.getpid).result(30)
         with pytest.raises(WorkerError, match=r"deadline of 0\.5 s"):
             pool.submit(time.sleep, 60).result(30)
-        assert not _alive(pid)
+        assert not alive(pid)
         assert pool.submit(pow, 2, 3).result(30) == 8
     finally:
         pool.shutdown()
@@ -142,7 +132,7 @@ def test_a_worker_over_its_memory_limit_is_replaced_after_its_call() -> None:
         first = pool.submit(os.getpid).result(30)
         second = pool.submit(os.getpid).result(30)
         assert first != second
-        assert not _alive(first)
+        assert not alive(first)
     finally:
         pool.shutdown()
 
@@ -152,9 +142,9 @@ def test_an_idle_worker_stops_and_a_new_call_starts_one() -> None:
     try:
         pid = pool.submit(os.getpid).result(30)
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(pid)
+        assert not alive(pid)
         assert pool.pids() == []
         assert pool.submit(os.getpid).result(30) != pid
     finally:
@@ -183,41 +173,180 @@ def test_shutdown_cancels_waiting_calls_stops_workers_and_refuses_new_ones() -> 
     for f in waiting:
         with pytest.raises(CancelledError):
             f.result(0)
-    assert not _alive(pid)
+    assert not alive(pid)
     with pytest.raises(RuntimeError):
         pool.submit(pow, 2, 2)
 
 
-def test_what_a_call_prints_does_not_corrupt_its_reply(pool: WorkerPool) -> None:
-    assert pool.submit(print, "noise on stdout").result(30) is None
+def test_what_a_call_writes_to_stdout_does_not_corrupt_its_reply(pool: WorkerPool) -> None:
+    noise = "(print('noise ' * 5000), __import__('os').write(1, b'more noise' * 5000))[1]"
+    assert pool.submit(eval, noise).result(30) == 50000
     assert pool.submit(pow, 5, 2).result(30) == 25
 
 
-def test_a_poll_whose_worker_fails_shows_the_error_and_the_next_poll_alerts(
-    tmp_path: Path,
-) -> None:
-    """The daemon's real path (App.poll_round) with a pool whose calls miss their deadline."""
-    feeds = FeedServer()
-    with running(feeds):
-        feeds.put("/feed.xml", rss([Item("DeepSeek auf Azure", "https://example.org/1")]))
-        text = f"feeds: [{feeds.url('/feed.xml')}]\nrules: [{{name: ds, keywords: [DeepSeek]}}]\n"
-        config = parse_config(text, tmp_path / "feeds.yaml", {})
-        db = str(tmp_path / "monitor.db")
-        feed = config.feeds[0]
+def test_a_result_that_cannot_be_sent_back_fails_that_call_only(pool: WorkerPool) -> None:
+    pid = pool.submit(os.getpid).result(30)
+    with pytest.raises(WorkerError, match="could not be sent back"):
+        pool.submit(eval, "lambda: 0").result(30)
+    assert pool.submit(os.getpid).result(30) == pid
 
-        async def poll(pool: WorkerPool) -> tuple[PollOutcome, FeedState]:
-            app = App(config, db=db, executor=pool, console=io.StringIO())
+
+def test_a_worker_that_cannot_start_fails_the_call_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = WorkerPool(1)
+    try:
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+        with pytest.raises(WorkerError, match="FileNotFoundError"):
+            pool.submit(pow, 2, 2).result(30)
+        monkeypatch.undo()
+        assert pool.submit(pow, 2, 2).result(30) == 4
+    finally:
+        pool.shutdown()
+
+
+def test_shutdown_without_waiting_kills_the_calls_still_running() -> None:
+    pool = WorkerPool(1)
+    pid = pool.submit(os.getpid).result(30)
+    running = pool.submit(time.sleep, 60)
+    assert wait_for(running.running)
+    time.sleep(0.2)  # the call is in the worker now
+    pool.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(WorkerError, match="killed by SIGKILL"):
+        running.result(10)
+    assert wait_for(lambda: not alive(pid))
+
+
+class Flaky(Executor):
+    """A real pool, except that calls ``fails`` picks come back failed, as from a dead worker."""
+
+    def __init__(self, fails: Callable[[str, tuple[Any, ...]], bool]) -> None:
+        self.pool = WorkerPool(1)
+        self.fails = fails
+        self.failed: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        name = getattr(fn, "__name__", "")
+        if not self.fails(name, args):
+            return self.pool.submit(fn, *args, **kwargs)
+        self.failed.append(name)
+        future: Future[Any] = Future()
+        future.set_exception(WorkerError(f"{name}: its worker was killed by SIGKILL"))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait, cancel_futures=cancel_futures)
+
+
+def _titles(entries: Any) -> list[str]:
+    return [e.title for e in entries]
+
+
+class World:
+    """A feed server, a config and a database: polls through App.poll_round, the daemon's path."""
+
+    def __init__(self, tmp_path: Path, feeds: FeedServer, extract: bool = False) -> None:
+        self.feeds = feeds
+        text = (
+            f"settings: {{extract: {str(extract).lower()}}}\n"
+            f"feeds: [{feeds.url('/feed.xml')}]\n"
+            "rules: [{name: ds, keywords: [DeepSeek]}]\n"
+        )
+        self.config = parse_config(text, tmp_path / "feeds.yaml", {})
+        self.db = str(tmp_path / "monitor.db")
+        self.feed = self.config.feeds[0]
+
+    def publish(self, *items: Item) -> None:
+        self.feeds.put("/feed.xml", rss(list(items)))
+
+    def poll(self, executor: Executor) -> tuple[PollOutcome, FeedState, set[str]]:
+        async def run() -> tuple[PollOutcome, FeedState, set[str]]:
+            app = App(self.config, db=self.db, executor=executor, console=io.StringIO())
             try:
-                (outcome,) = await app.poll_round([feed])
-                return outcome, app.storage.feed_state(feed.key)
+                (outcome,) = await app.poll_round([self.feed])
+                ids = [f"farm:{i}" for i in range(10)]
+                seen = app.storage.seen(self.feed.key, ids, [])
+                return outcome, app.storage.feed_state(self.feed.key), seen
             finally:
                 await app.close()
 
-        # 1 ms: a worker's start alone takes longer
-        outcome, state = asyncio.run(poll(WorkerPool(1, deadline=0.001)))
-        assert outcome.error is not None and outcome.error == state.last_error
-        assert outcome.error.startswith("parsing failed: parse_feed: it ran past its deadline")
-        assert state.etag is None and state.body_hash is None  # fetched and parsed again
-        outcome, state = asyncio.run(poll(WorkerPool(1)))
-        assert outcome.error is None and state.last_error is None
-        assert [a.title for a in outcome.alerts] == ["DeepSeek auf Azure"]
+        return asyncio.run(run())
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    feeds = FeedServer()
+    with running(feeds):
+        yield World(tmp_path, feeds)
+
+
+def test_a_parse_whose_worker_overruns_shows_the_error_and_the_next_poll_alerts(
+    world: World,
+) -> None:
+    world.publish(Item("DeepSeek auf Azure", "https://example.org/1", guid="farm:1"))
+    # 1 ms: a worker's start alone takes longer
+    outcome, state, seen = world.poll(WorkerPool(1, deadline=0.001))
+    assert outcome.error is not None and outcome.error == state.last_error
+    assert outcome.error.startswith("parsing failed: parse_feed: it ran past its deadline")
+    assert state.etag is None and state.body_hash is None  # fetched and parsed again
+    assert seen == set()
+    outcome, state, seen = world.poll(WorkerPool(1))
+    assert outcome.error is None and state.last_error is None
+    assert _titles(outcome.alerts) == ["DeepSeek auf Azure"]
+    assert seen == {"farm:1"}
+
+
+def test_matching_that_keeps_failing_stores_nothing_and_the_next_poll_alerts_once(
+    world: World,
+) -> None:
+    world.publish(
+        Item("DeepSeek eins", "https://example.org/1", guid="farm:1"),
+        Item("DeepSeek zwei", "https://example.org/2", guid="farm:2"),
+    )
+    flaky = Flaky(lambda name, args: name == "analyze")
+    outcome, state, seen = world.poll(flaky)
+    assert flaky.failed == ["analyze"] * 3  # both entries together, then one at a time
+    assert outcome.alerts == () and seen == set()
+    assert outcome.error is not None and "matching failed" in outcome.error
+    assert state.last_error == outcome.error and state.body_hash is None
+    outcome, state, seen = world.poll(WorkerPool(1))
+    assert sorted(_titles(outcome.alerts)) == ["DeepSeek eins", "DeepSeek zwei"]
+    assert state.last_error is None and seen == {"farm:1", "farm:2"}
+    outcome, _, _ = world.poll(WorkerPool(1))
+    assert outcome.alerts == ()
+
+
+def test_an_entry_that_kills_its_worker_costs_only_itself(world: World) -> None:
+    poison = "DeepSeek Gift"
+    world.publish(
+        Item("DeepSeek gut", "https://example.org/1", guid="farm:1"),
+        Item(poison, "https://example.org/2", guid="farm:2"),
+    )
+    flaky = Flaky(lambda name, args: name == "analyze" and poison in _titles(args[1]))
+    outcome, state, seen = world.poll(flaky)
+    assert _titles(outcome.alerts) == ["DeepSeek gut"]
+    assert seen == {"farm:1"}
+    assert state.last_error == outcome.error
+    assert outcome.error is not None
+    assert outcome.error.startswith("https://example.org/2: matching failed: analyze: its worker")
+    # the poisoned entry is tried again, the good one is not sent twice
+    outcome, state, seen = world.poll(WorkerPool(1))
+    assert _titles(outcome.alerts) == [poison]
+    assert state.last_error is None and seen == {"farm:1", "farm:2"}
+
+
+def test_a_failed_extraction_matches_the_feed_text_and_says_so(tmp_path: Path) -> None:
+    feeds = FeedServer()
+    with running(feeds):
+        world = World(tmp_path, feeds, extract=True)
+        page = feeds.put("/a.html", article_page("Meldung", "DeepSeek im Artikel."), "text/html")
+        world.publish(Item("Meldung", page, guid="farm:1", description="Über DeepSeek"))
+        flaky = Flaky(lambda name, args: name in ("extract", "needs_article"))
+        outcome, state, seen = world.poll(flaky)
+        assert flaky.failed == ["needs_article", "extract"]
+        assert _titles(outcome.alerts) == ["Meldung"]  # on the feed text
+        assert outcome.error is None and seen == {"farm:1"}
+        assert (
+            state.article_error
+            == f"{page}: extraction failed: extract: its worker was killed by SIGKILL"
+        )
