@@ -40,13 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from farm import Farm
 from measure import CountingExecutor, Sampler, StallTicker, Tree, cpu_delta
 
-from monitor.app import App, process_pool
+from monitor.app import App, pool_size, process_pool
 from monitor.config import Config, parse_config
 from monitor.pipeline import PollOutcome
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 PEERS = HERE / ".venv-peers"
+WORKERS: int | None = None  # --workers: settings.workers of the measured config
 
 RULES = """
 rules:
@@ -98,6 +99,7 @@ def make_config(
         "  concurrency: 50",
         "  per_host: 50",
         "  host_spacing: 0",  # every farm feed is on one host; spacing would serialize them
+        *([f"  workers: {WORKERS}"] if WORKERS else []),
         f"  extract: {'true' if extract else 'false'}",
         f"  interval: {interval}",
         "feeds:",
@@ -131,13 +133,10 @@ class Harness:
         self.workdir = workdir
         self.tree = Tree(lambda: [farm.pid])
         self.ticker = StallTicker()
-        self.executor = CountingExecutor(process_pool())
         self.db = workdir / "bench.db"
-        self.app = App(
-            make_config(farm.urls(), self.db, extract=False),
-            db=str(self.db),
-            executor=self.executor,
-        )
+        config = make_config(farm.urls(), self.db, extract=False)
+        self.executor = CountingExecutor(process_pool(config))
+        self.app = App(config, db=str(self.db), executor=self.executor)
 
     async def warm_pool(self) -> None:
         """Start every worker and import the parser and extractor there (a daemon is warm)."""
@@ -287,7 +286,8 @@ def _profile_text(prof: cProfile.Profile, name: str, wall: float) -> str:
 
 async def _profile_cold(farm: Farm, workdir: Path) -> str:
     db = workdir / "profile-cold.db"
-    app = App(make_config(farm.urls(), db, extract=False), db=str(db), executor=process_pool())
+    config = make_config(farm.urls(), db, extract=False)
+    app = App(config, db=str(db), executor=process_pool(config))
     try:
         prof = cProfile.Profile()
         prof.enable()
@@ -478,7 +478,9 @@ def report(
         f"Command: `{command}` (machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}).",
         "Farm: aiohttp in a child process on 127.0.0.1, feeds ~58 KB, article pages 20-60 KB.",
         "Ours: `App.poll_round` (real fetch/parse/dedup/extract/match/store/outbox, SQLite WAL),",
-        "a pool of 2 worker processes, `concurrency: 50, per_host: 50, host_spacing: 0`,",
+        f"{pool_size(make_config(['http://127.0.0.1/'], Path('x.db'), extract=False))}"
+        " worker processes,"
+        " `concurrency: 50, per_host: 50, host_spacing: 0`,",
         "10 rules. CPU = this process + the pool's workers; peak RSS = sum of each process's",
         "peak (VmHWM; a page shared by processes counts once per process, so this is an",
         "upper bound); peak PSS = the largest sampled sum of PSS every 0.25 s (shared pages",
@@ -548,8 +550,11 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=100)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--workers", type=int, help="settings.workers (default: automatic)")
     parser.add_argument("--results", type=Path, default=OUT / "RESULTS.md")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     OUT.mkdir(exist_ok=True)
     run_peers = not args.no_peers
     if run_peers and not _peer_python().exists():

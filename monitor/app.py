@@ -55,14 +55,20 @@ def build_targets(config: Config, console: TextIO | None = None) -> Targets:
     return targets
 
 
-def pool_size() -> int:
-    """Worker processes: one per core, at most four."""
-    return max(1, min(os.cpu_count() or 1, 4))
+def pool_size(config: Config | None = None) -> int:
+    """Worker processes: ``settings.workers``, else one per CPU this process may use, at most 4."""
+    if config is not None and config.settings.workers is not None:
+        return config.settings.workers
+    try:
+        cpus = len(os.sched_getaffinity(0))  # a container's or taskset's CPUs, not the host's
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
 
 
-def process_pool() -> WorkerPool:
+def process_pool(config: Config | None = None) -> WorkerPool:
     """Parsing, extraction and matching run here, off the event loop (see pool.py)."""
-    return WorkerPool(pool_size())
+    return WorkerPool(pool_size(config))
 
 
 class App:
@@ -94,7 +100,7 @@ class App:
             executor=executor,
             clock=utcnow,
             rng=self.rng,
-            offload_limit=2 * pool_size(),
+            offload_limit=2 * pool_size(config),
             poll_limit=config.settings.concurrency,
         )
         self.deliverer = Deliverer(
@@ -121,6 +127,10 @@ class App:
         self._feeds = {f.key: f for f in config.feeds}
         self.context = Context(config, fetcher)
         self.targets = targets
+        if isinstance(self.executor, WorkerPool):
+            workers = pool_size(config)
+            self.executor.resize(workers)
+            self.poller.set_offload_limit(2 * workers)
 
     async def poll(self, key: str) -> datetime | None:
         """Poll one feed by key, for the scheduler; None when it should not be polled again."""

@@ -65,6 +65,7 @@ class Settings:
     user_agent: str | None = None
     max_bytes: int = 10 * 1024 * 1024
     retry_delay: float = 30.0  # first delivery retry; doubles up to an hour
+    workers: int | None = None  # worker processes; None: one per available CPU, at most 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +311,7 @@ _SETTINGS_KEYS = (
     "max_bytes",
     "retry_delay",
     "host_spacing",
+    "workers",
 )
 _FEED_KEYS = ("url", "name", "interval", "extract", "tags")
 _RULE_KEYS = ("name", "keywords", "all", "exclude", "query", "fields", "feeds", "notify")
@@ -323,7 +325,7 @@ def _settings(ld: _Loader, node: Node) -> Settings:
             value = ld.string(v, f"settings.{key}")
         elif key in ("extract", "allow_private_addresses"):
             value = ld.boolean(v, f"settings.{key}")
-        elif key in ("concurrency", "per_host", "max_bytes"):
+        elif key in ("concurrency", "per_host", "max_bytes", "workers"):
             value = ld.integer(v, f"settings.{key}")
         else:
             minimum = MIN_INTERVAL if key == "interval" else 0.0

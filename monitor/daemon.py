@@ -173,5 +173,5 @@ class Daemon:
 
 async def run_daemon(config: Config, env: Mapping[str, str], db: str | None) -> int:
     """Run until SIGTERM; returns the exit code."""
-    app = App(config, db=db, executor=process_pool())
+    app = App(config, db=db, executor=process_pool(config))
     return await Daemon(app, env).run()

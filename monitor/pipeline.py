@@ -123,6 +123,10 @@ class Poller:
         self._offload_slots = asyncio.Semaphore(offload_limit)
         self._poll_slots = asyncio.Semaphore(poll_limit)
 
+    def set_offload_limit(self, limit: int) -> None:
+        """Bound the work queued for the pool anew (calls waiting now keep the old bound)."""
+        self._offload_slots = asyncio.Semaphore(limit)
+
     async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             return fn(*args)

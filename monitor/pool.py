@@ -311,6 +311,7 @@ class WorkerPool(Executor):
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._slots = [_Slot(i) for i in range(workers)]
+        self._limit = workers
         self._idle: set[int] = set()
         self._pending: deque[_Call] = deque()
         self._shutdown = False
@@ -322,13 +323,13 @@ class WorkerPool(Executor):
             if self._shutdown:
                 raise RuntimeError("cannot submit a call after shutdown")
             if self._idle:
-                slot = self._slots[min(self._idle)]
+                slot = self._slots[min(self._idle)]  # only slots below the limit are idle
                 self._idle.discard(slot.index)
                 slot.call = call
                 slot.wake.set()
                 return call.future
             self._pending.append(call)
-            for slot in self._slots:
+            for slot in self._slots[: self._limit]:
                 if slot.thread is None:
                     slot.thread = threading.Thread(
                         target=self._run_slot, args=(slot,), name=f"pool-{slot.index}", daemon=True
@@ -356,6 +357,26 @@ class WorkerPool(Executor):
             for process in busy:
                 with contextlib.suppress(OSError):
                     process.popen.kill()
+
+    def resize(self, workers: int) -> None:
+        """Use at most ``workers`` workers from now on.
+
+        A worker beyond the new number finishes its call (and any calls
+        waiting) and stops.
+        """
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
+        with self._lock:
+            self._slots.extend(_Slot(i) for i in range(len(self._slots), workers))
+            self._limit = workers
+            for index in [i for i in self._idle if i >= workers]:
+                self._idle.discard(index)
+                self._slots[index].wake.set()
+
+    @property
+    def workers(self) -> int:
+        """The most worker processes this pool runs at once."""
+        return self._limit
 
     def pids(self) -> list[int]:
         """The worker processes running now."""
@@ -389,7 +410,7 @@ class WorkerPool(Executor):
         with self._lock:
             if self._pending:
                 return self._pending.popleft()
-            if self._shutdown:
+            if self._shutdown or slot.index >= self._limit:
                 return _STOP
             slot.wake.clear()
             self._idle.add(slot.index)
@@ -404,7 +425,7 @@ class WorkerPool(Executor):
                 if slot.call is not None:
                     call, slot.call = slot.call, None
                     return call
-                if self._shutdown:
+                if self._shutdown or slot.index >= self._limit:
                     self._idle.discard(slot.index)
                     return None
                 slot.wake.clear()

@@ -107,7 +107,7 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
         [
             "feeds.yaml:2:3: settings: unknown key 'intervall' (known: database, interval, "
             "timeout, max_age, extract, allow_private_addresses, retention, concurrency, "
-            "per_host, user_agent, max_bytes, retry_delay, host_spacing)"
+            "per_host, user_agent, max_bytes, retry_delay, host_spacing, workers)"
         ],
     ),
     (
@@ -168,6 +168,7 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
           concurrency: 0
           per_host: 1.5
           database: [a, b]
+          workers: 0
         feeds:
           - url: https://example.org/rss
             extract: 1
@@ -179,9 +180,10 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
             "feeds.yaml:3:16: settings.concurrency must be a whole number >= 1",
             "feeds.yaml:4:13: settings.per_host must be a whole number >= 1",
             "feeds.yaml:5:13: settings.database must be a string",
-            "feeds.yaml:8:14: feed extract must be true or false",
-            "feeds.yaml:9:11: feed tags must be a list of strings",
-            "feeds.yaml:10:8: rules must be a list",
+            "feeds.yaml:6:12: settings.workers must be a whole number >= 1",
+            "feeds.yaml:9:14: feed extract must be true or false",
+            "feeds.yaml:10:11: feed tags must be a list of strings",
+            "feeds.yaml:11:8: rules must be a list",
         ],
     ),
     (
@@ -441,6 +443,7 @@ def test_full_valid_config_becomes_typed_records() -> None:
           interval: 10m
           max_age: 1d
           extract: false
+          workers: 1
         notifiers:
           chat: {CHAT}
           both: ["{CHAT}", "json://127.0.0.1:8099/other"]
@@ -464,6 +467,7 @@ def test_full_valid_config_becomes_typed_records() -> None:
     assert config.settings.interval == 600.0
     assert config.settings.max_age == 86400.0
     assert config.settings.extract is False
+    assert config.settings.workers == 1
     assert [n.name for n in config.notifiers] == ["chat", "both"]
     assert config.notifiers[1].urls == (CHAT, "json://127.0.0.1:8099/other")
     bare, heise = config.feeds

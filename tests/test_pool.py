@@ -19,7 +19,7 @@ from typing import Any, cast
 import pytest
 
 from monitor import stages
-from monitor.app import App
+from monitor.app import App, pool_size
 from monitor.config import parse_config
 from monitor.pipeline import PollOutcome
 from monitor.pool import MB, WorkerError, WorkerPool
@@ -215,6 +215,32 @@ def test_shutdown_without_waiting_kills_the_calls_still_running() -> None:
     with pytest.raises(WorkerError, match="killed by SIGKILL"):
         running.result(10)
     assert wait_for(lambda: not alive(pid))
+
+
+def test_resize_down_stops_the_extra_worker_and_up_starts_one(pool: WorkerPool) -> None:
+    overlap = "(__import__('time').sleep(0.3), __import__('os').getpid())[1]"
+    assert len({f.result(30) for f in [pool.submit(eval, overlap) for _ in range(4)]}) == 2
+    pool.resize(1)
+    assert pool.workers == 1
+    assert wait_for(lambda: len(pool.pids()) == 1)
+    assert len({f.result(30) for f in [pool.submit(eval, overlap) for _ in range(4)]}) == 1
+    pool.resize(2)
+    assert len({f.result(30) for f in [pool.submit(eval, overlap) for _ in range(4)]}) == 2
+
+
+def test_a_reload_that_changes_workers_resizes_the_pool(tmp_path: Path) -> None:
+    def config(workers: int) -> Any:
+        text = f"settings: {{workers: {workers}}}\nfeeds: [https://example.org/feed]\n"
+        return parse_config(text, tmp_path / "feeds.yaml", {})
+
+    pool = WorkerPool(pool_size(config(3)))
+    app = App(config(3), db=str(tmp_path / "m.db"), executor=pool, console=io.StringIO())
+    try:
+        assert pool.workers == 3
+        app.reload(config(1))
+        assert pool.workers == 1
+    finally:
+        asyncio.run(app.close())
 
 
 class Flaky(Executor):
