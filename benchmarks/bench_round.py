@@ -478,8 +478,7 @@ def report(
         f"Command: `{command}` (machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}).",
         "Farm: aiohttp in a child process on 127.0.0.1, feeds ~58 KB, article pages 20-60 KB.",
         "Ours: `App.poll_round` (real fetch/parse/dedup/extract/match/store/outbox, SQLite WAL),",
-        f"{pool_size(make_config(['http://127.0.0.1/'], Path('x.db'), extract=False))}"
-        " worker processes,"
+        f"{WORKERS or pool_size()} worker processes,"
         " `concurrency: 50, per_host: 50, host_spacing: 0`,",
         "10 rules. CPU = this process + the pool's workers; peak RSS = sum of each process's",
         "peak (VmHWM; a page shared by processes counts once per process, so this is an",

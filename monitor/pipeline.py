@@ -213,8 +213,8 @@ class Poller:
         if articles or article_error:
             state = replace(state, article_error=article_error)
         analyses, match_error = await self._analyze(config, label, feed.tags, fresh, articles)
-        by_identity = {e.identity: a for e, a in zip(fresh, analyses, strict=True) if a}
-        unmatched = {e.identity for e, a in zip(fresh, analyses, strict=True) if a is None}
+        by_identity = {e.identity: a for e, a in zip(fresh, analyses, strict=True) if a is not None}
+        unmatched = {e.identity for e in fresh} - by_identity.keys()
         if unmatched:
             # Not recorded, and the document's validators and hash are not kept:
             # the next poll parses it again and retries just these entries.
@@ -344,14 +344,16 @@ class Poller:
         result = await fetcher.fetch(link, accept=HTML_ACCEPT)
         if not result.ok or not result.body:
             problem = result.error or "empty body"
-            log.warning("article=%s error=%r (matched on the feed text)", link, problem)
-            return None, problem
-        try:
-            article = await self._offload(extract, result.body, result.final_url, result.headers)
-        except WorkerError as exc:
-            log.warning("article=%s error=%r (matched on the feed text)", link, str(exc))
-            return None, f"extraction failed: {exc}"
-        return article, None if article.text.strip() else "no article text found"
+        else:
+            try:
+                article = await self._offload(
+                    extract, result.body, result.final_url, result.headers
+                )
+                return article, None if article.text.strip() else "no article text found"
+            except WorkerError as exc:
+                problem = f"extraction failed: {exc}"
+        log.warning("article=%s error=%r (matched on the feed text)", link, problem)
+        return None, problem
 
     def _outgoing(
         self,

@@ -444,25 +444,27 @@ class WorkerPool(Executor):
         return process
 
     def _exchange(self, slot: _Slot, payload: bytes) -> tuple[bool, Any, str | None, bool]:
-        for _attempt in range(2):
-            fresh = slot.process is None
+        # A worker that died while idle costs no call: nothing of it ran, so
+        # it goes to a new worker once. A new worker that is gone at once failed to start.
+        may_retry = slot.process is not None
+        while True:
             if slot.process is None:
                 slot.process = self._start()
             slot.busy = slot.process
             try:
                 return slot.process.call(payload, self.deadline)
-            except _NotSent:  # it died while idle: nothing of this call ran
+            except _NotSent:
                 self._drop(slot)
-                if fresh:
+                if not may_retry:
                     raise WorkerError(
                         "its worker exited at start (see its error in the log)"
                     ) from None
+                may_retry = False
             except WorkerError:
                 slot.process = None  # dead and reaped
                 raise
             finally:
                 slot.busy = None
-        raise WorkerError("no worker could take it")
 
     def _call(self, slot: _Slot, call: _Call) -> Callable[[], None]:
         """Run ``call`` in the slot's worker; returns what completes its future."""
