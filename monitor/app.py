@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 from collections.abc import Iterable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -89,6 +89,8 @@ class App:
         self._console = console
         self.storage: Storage = open_storage(db or config.database_path())
         self.storage.ensure_feeds(f.key for f in config.feeds)
+        # Store calls of the event loop run here (each thread has its own connection).
+        self.db_threads = ThreadPoolExecutor(2, thread_name_prefix="db")
         self.executor = executor
         self.context = Context(config, Fetcher(fetch_policy(config)))
         self._retired: list[Fetcher] = []
@@ -102,6 +104,7 @@ class App:
             rng=self.rng,
             offload_limit=2 * pool_size(config),
             poll_limit=config.settings.concurrency,
+            db=self.db_threads,
         )
         self.deliverer = Deliverer(
             storage=self.storage,
@@ -154,4 +157,5 @@ class App:
         self.deliverer.close()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        self.db_threads.shutdown(wait=True)
         self.storage.close()

@@ -111,10 +111,12 @@ class Poller:
         rng: random.Random | None = None,
         offload_limit: int = 4,
         poll_limit: int = 50,
+        db: Executor | None = None,
     ) -> None:
         self._context = context
         self._storage = storage
         self._executor = executor
+        self._db = db
         self._clock = clock
         self._rng = rng or random.Random()
         # Bounds the work queued for the pool, and with it the fetched bodies
@@ -126,6 +128,13 @@ class Poller:
     def set_offload_limit(self, limit: int) -> None:
         """Bound the work queued for the pool anew (calls waiting now keep the old bound)."""
         self._offload_slots = asyncio.Semaphore(limit)
+
+    async def _store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call in the store's threads (a write waiting for SQLite's lock
+        must not stall the event loop); inline when there are none."""
+        if self._db is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _offload(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -152,7 +161,7 @@ class Poller:
         config = ctx.config
         interval = config.feed_interval(feed)
         started = time.monotonic()
-        state = self._storage.feed_state(feed.key)
+        state = await self._store(self._storage.feed_state, feed.key)
         now = self._clock()
         result = await ctx.fetcher.fetch(
             state.url, etag=state.etag, last_modified=state.last_modified
@@ -162,7 +171,7 @@ class Poller:
         label = feed.name or state.title or feed.url
 
         if not result.ok:
-            return self._failed(label, state, result, None, interval, now, dry_run, started)
+            return await self._failed(label, state, result, None, interval, now, dry_run, started)
         if result.permanent_redirect:
             state = replace(state, url=result.permanent_redirect)
         etag, last_modified = result.etag, result.last_modified
@@ -177,7 +186,7 @@ class Poller:
             )
             state = replace(state, last_error=None, error_count=0, next_due=due)
             if not dry_run:
-                self._storage.save_feed_state(state)
+                await self._store(self._storage.save_feed_state, state)
             self._log(label, result, 0, 0, started, "unchanged")
             return PollOutcome(label, result.status, None, 0, (), due)
 
@@ -186,7 +195,7 @@ class Poller:
         except WorkerError as exc:
             parsed = _unusable(f"parsing failed: {exc}")
         if parsed.error:
-            return self._failed(label, state, result, parsed, interval, now, dry_run, started)
+            return await self._failed(label, state, result, parsed, interval, now, dry_run, started)
         # Validators and hash are kept only for a document that parsed: a broken
         # one is fetched and reported again until it changes.
         label = feed.name or parsed.title or feed.url
@@ -202,8 +211,11 @@ class Poller:
         )
 
         entries = decide.unique_entries(parsed.entries)
-        seen = self._storage.seen(
-            feed.key, [e.identity for e in entries], [e.link for e in entries if e.link]
+        seen = await self._store(
+            self._storage.seen,
+            feed.key,
+            [e.identity for e in entries],
+            [e.link for e in entries if e.link],
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
@@ -258,7 +270,7 @@ class Poller:
         )
         state = replace(state, next_due=due)
         if not dry_run:
-            self._storage.commit_poll(state, records)
+            await self._store(self._storage.commit_poll, state, records)
         self._log(label, result, len(new), len(alerts), started, match_error or parsed.warning)
         return PollOutcome(label, result.status, match_error, len(new), tuple(alerts), due)
 
@@ -380,7 +392,7 @@ class Poller:
             for url in n.urls
         )
 
-    def _failed(
+    async def _failed(
         self,
         label: str,
         state: FeedState,
@@ -401,7 +413,7 @@ class Poller:
             state, last_error=error, error_count=count, next_due=None if gone else due, gone=gone
         )
         if not dry_run:
-            self._storage.save_feed_state(state)
+            await self._store(self._storage.save_feed_state, state)
         log.warning(
             "feed=%r status=%s error=%r errors=%d next=%s",
             label,

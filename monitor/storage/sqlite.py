@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,19 +137,50 @@ def _message(raw: str) -> Message:
 
 
 class SQLiteStorage:
-    """The Storage protocol on one SQLite file (see storage.base for the contract)."""
+    """The Storage protocol on one SQLite file (see storage.base for the contract).
+
+    Each thread that uses the store gets a connection of its own, so the
+    daemon can run store calls in threads (a write that waits for SQLite's
+    lock then never stalls the event loop) and each transaction stays on
+    one connection. ``:memory:`` is a shared in-memory database, so every
+    thread sees the same one.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self._uri = False
+        self._target = self.path
+        if self.path == ":memory:":
+            self._target = f"file:rss-monitor-{id(self)}?mode=memory&cache=shared"
+            self._uri = True
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
         except sqlite3.Error as exc:
+            self.close()
             raise StorageError(f"can't open database {self.path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self._target, isolation_level=None, check_same_thread=False, uri=self._uri
+        )
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+        self._local.db = db
+        with self._conns_lock:
+            self._conns.append(db)
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (opened on its first use)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        return db if db is not None else self._connect()
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -441,4 +473,7 @@ class SQLiteStorage:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def close(self) -> None:
-        self._db.close()
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for db in conns:
+            db.close()
