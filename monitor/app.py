@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 from collections.abc import Iterable
@@ -12,12 +13,14 @@ from typing import TextIO
 
 from monitor import __version__, notify
 from monitor.config import Config, FeedSpec
-from monitor.delivery import Deliverer, RetryPolicy, Targets
+from monitor.delivery import Deliverer, RetryPolicy, Targets, owner_is_dead
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
 from monitor.pipeline import Context, Poller, PollOutcome
 from monitor.pool import WorkerPool
 from monitor.storage import Storage, open_storage
+
+log = logging.getLogger("monitor.app")
 
 USER_AGENT = f"rss-monitor/{__version__} (+https://pypi.org/project/rss-monitor/)"
 
@@ -41,17 +44,14 @@ def fetch_policy(config: Config) -> FetchPolicy:
 
 
 def build_targets(config: Config, console: TextIO | None = None) -> Targets:
-    """(notifier, target key) -> (masked URL, sender); the console when none is configured."""
-    targets: dict[tuple[str, str], tuple[str, notify.Sender]] = {}
+    """(notifier, URL position) -> (masked URL, sender); the console when none is configured."""
+    targets: dict[tuple[str, int], tuple[str, notify.Sender]] = {}
     for n in config.notifiers:
-        for url in n.urls:
-            targets[(n.name, notify.target_key(url))] = (
-                notify.mask(url),
-                notify.AppriseSender(url),
-            )
+        for position, url in enumerate(n.urls):
+            targets[(n.name, position)] = (notify.mask(url), notify.AppriseSender(url))
     if not config.notifiers:
         sender = notify.ConsoleSender(console) if console else notify.ConsoleSender()
-        targets[(notify.CONSOLE, notify.CONSOLE)] = ("console", sender)
+        targets[(notify.CONSOLE, 0)] = ("console", sender)
     return targets
 
 
@@ -111,7 +111,32 @@ class App:
             targets=lambda: self.targets,
             clock=utcnow,
             retry=retry or RetryPolicy(first=config.settings.retry_delay),
+            db=self.db_threads,
         )
+
+    def settle_outbox(self) -> dict[str, int]:
+        """Fit the outbox to the config in force (the daemon's, at start and on reload).
+
+        Rows written by an older schema name their URL by a hash: they get its
+        position. Rows of a notifier removed from the config, or of a URL
+        position it no longer has, are failed and say so; returns how many per
+        notifier. Claims of processes of this host that died are released.
+        """
+        store = self.storage
+        for n in self.config.notifiers:
+            store.adopt_targets(n.name, {notify.target_key(u): i for i, u in enumerate(n.urls)})
+        for owner in store.claim_owners():
+            if owner_is_dead(owner):
+                store.release_owner(owner)
+        dropped = store.drop_unrouted(self.config.notifier_urls())
+        for name, count in dropped.items():
+            log.warning(
+                "notifier=%r is no longer configured: %d queued alerts for it are given up"
+                " (see `monitor status`)",
+                name,
+                count,
+            )
+        return dropped
 
     def feed(self, key: str) -> FeedSpec | None:
         """The configured feed with this key, or None once it left the config."""
@@ -130,6 +155,7 @@ class App:
         self._feeds = {f.key: f for f in config.feeds}
         self.context = Context(config, fetcher)
         self.targets = targets
+        self.deliverer.reset_backoff()
         if isinstance(self.executor, WorkerPool):
             workers = pool_size(config)
             self.executor.resize(workers)
@@ -142,7 +168,7 @@ class App:
             return None
         outcome = await self.poller.poll(feed)
         if outcome.alerts:
-            self.deliverer.wake.set()
+            self.deliverer.wake()
         return outcome.next_due
 
     async def poll_round(

@@ -138,9 +138,11 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
             print(f"monitor: no feed named {', '.join(sorted(missing))}", file=sys.stderr)
             return EXIT_USAGE
     app = App(config, db=args.db, console=sys.stderr)  # stdout is for the matches
+    daemon = None
     try:
         outcomes = await app.poll_round(feeds, dry_run=args.dry_run)
-        if not args.dry_run:
+        daemon = app.storage.daemon_pid()
+        if not args.dry_run and daemon is None:
             await app.deliverer.run_once()
     finally:
         await app.close()
@@ -161,6 +163,9 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
             f"{n} matched{', nothing stored or sent (dry run)' if args.dry_run else ''}",
             file=sys.stderr,
         )
+    if daemon is not None and not args.dry_run:
+        who = f" (pid {daemon})" if daemon else ""
+        print(f"the running daemon{who} delivers the alerts", file=sys.stderr)
     return EXIT_FAIL if outcomes and failed == len(outcomes) else EXIT_OK
 
 
@@ -224,6 +229,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     specs = list(config.feeds) if config else [FeedSpec(url=k) for k in states]
+    configured = set(config.notifier_urls()) if config else set(outbox.notifiers)
     feeds: list[dict[str, object]] = []
     for spec in specs:
         s = states[spec.key]
@@ -251,6 +257,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "failed": outbox.failed,
                 "sent": outbox.sent,
                 "last_error": outbox.last_error,
+                "notifiers": {
+                    name: {
+                        "pending": n.pending,
+                        "failed": n.failed,
+                        "sent": n.sent,
+                        "last_error": n.last_error,
+                        "configured": name in configured,
+                    }
+                    for name, n in outbox.notifiers.items()
+                },
             },
             "config_error": meta.get("config_error") or config_problem,
             "started": meta.get("started"),
@@ -271,8 +287,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if row["article_error"]:
             print(f"    last article page not used: {row['article_error']}")
     print(f"outbox: {outbox.pending} pending, {outbox.failed} failed, {outbox.sent} sent")
-    if outbox.last_error:
-        print(f"    last delivery error: {outbox.last_error}")
+    for name, n in outbox.notifiers.items():
+        gone = "" if name in configured else " (no longer in the config: nothing more is sent)"
+        print(f"    {name}: {n.pending} pending, {n.failed} failed, {n.sent} sent{gone}")
+        if n.last_error and (n.pending or n.failed):
+            print(f"        last error: {n.last_error}")
     if meta.get("config_error"):
         print(f"config reload FAILED, running the last good config:\n{meta['config_error']}")
     elif config_problem:

@@ -114,6 +114,12 @@ class Config:
         p = Path(db).expanduser()
         return str(p if p.is_absolute() else self.path.parent / p)
 
+    def notifier_urls(self) -> dict[str, int]:
+        """Notifier name -> how many URLs it has (the console's when none is configured)."""
+        if not self.notifiers:
+            return {notify.CONSOLE: 1}
+        return {n.name: len(n.urls) for n in self.notifiers}
+
     def feed_interval(self, feed: FeedSpec) -> float:
         return feed.interval if feed.interval is not None else self.settings.interval
 

@@ -90,9 +90,18 @@ class Daemon:
             self.app.storage.set_meta("config_error", str(exc))
             return
         self.app.storage.set_meta("config_error", None)
+        await self._settle_outbox()
         await self._schedule_all(config)
         log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
         sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
+
+    async def _settle_outbox(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.app.db_threads, self.app.settle_outbox
+            )
+        except Exception:
+            log.exception("could not fit the outbox to the config; retried at the next reload")
 
     async def _watch_config(self) -> None:
         while not self.stop.is_set():
@@ -125,6 +134,7 @@ class Daemon:
         store = self.app.storage
         store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
         store.set_meta("config_error", None)
+        await self._settle_outbox()
         await self._schedule_all(self.app.config)
         self.scheduler.start()
         tasks = [
@@ -160,9 +170,16 @@ class Daemon:
         sd_notify("STOPPING=1")
         log.info("stopping: %d polls in flight", self.scheduler.busy)
         self.scheduler.shutdown()
-        deadline = asyncio.get_running_loop().time() + STOP_GRACE
-        while self.scheduler.busy and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        # The deliverer saw the stop too: it sends nothing new, and a send in
+        # flight finishes and is recorded (bounded by the same grace).
+        deliver, others = tasks[0], tasks[1:]
+        for t in others:
+            t.cancel()
+        while self.scheduler.busy and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        await asyncio.wait([deliver], timeout=max(0.0, deadline - loop.time()))
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -174,4 +191,9 @@ class Daemon:
 async def run_daemon(config: Config, env: Mapping[str, str], db: str | None) -> int:
     """Run until SIGTERM; returns the exit code."""
     app = App(config, db=db, executor=process_pool(config))
+    try:
+        app.storage.lock_for_daemon()  # one daemon per database
+    except Exception:
+        await app.close()
+        raise
     return await Daemon(app, env).run()

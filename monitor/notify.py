@@ -47,7 +47,7 @@ def mask(url: str) -> str:
 
 
 def target_key(url: str) -> str:
-    """A short stable key for one URL of a notifier (the outbox stores this, not the URL)."""
+    """The key outbox rows of schema 1 gave a URL (rows now name the URL's position)."""
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 

@@ -379,17 +379,17 @@ class Poller:
             return ()
         message = render(feed=feed, entry=entry, matches=matches, snippet=quote)
         if not config.notifiers:
-            return (Outgoing(notify.CONSOLE, notify.CONSOLE, message),)
+            return (Outgoing(notify.CONSOLE, 0, message),)
         by_rule = {r.name: r for r in config.rules}
         wanted: dict[str, None] = {}
         for m in matches:
             for name in by_rule[m.rule].notify or [n.name for n in config.notifiers]:
                 wanted.setdefault(name, None)
         return tuple(
-            Outgoing(n.name, notify.target_key(url), message)
+            Outgoing(n.name, position, message)
             for n in config.notifiers
             if n.name in wanted
-            for url in n.urls
+            for position in range(len(n.urls))
         )
 
     async def _failed(

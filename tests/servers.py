@@ -116,6 +116,10 @@ class Webhook:
     port: int = 0  # chosen at start; a never-started hook gets a port nobody listens on
     received: list[dict[str, Any]] = field(default_factory=list)
     failing: bool = False
+    delay: float = 0.0  # seconds before answering (a slow endpoint)
+    arrived: int = 0  # requests that reached the handler (answered or not yet)
+    # called (in the server's thread) with each message before it is answered
+    on_receive: Callable[[dict[str, Any]], None] | None = None
     _server: _ThreadedApp | None = None
 
     @property
@@ -125,9 +129,15 @@ class Webhook:
         return f"json://127.0.0.1:{self.port}/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.arrived += 1
         if self.failing:
             return web.Response(status=503, text="down for maintenance")
-        self.received.append(json.loads(await request.read()))
+        message = json.loads(await request.read())
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.on_receive is not None:
+            self.on_receive(message)
+        self.received.append(message)
         return web.Response(text="ok")
 
     def start(self) -> None:
@@ -146,8 +156,11 @@ class Webhook:
 class _Collect:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.delay = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append(msg)  # type: ignore[arg-type]
         return "250 OK"
@@ -164,6 +177,10 @@ class Mailbox:
     @property
     def messages(self) -> list[EmailMessage]:
         return self._handler.messages
+
+    def slow_down(self, seconds: float) -> None:
+        """Take ``seconds`` over each message before accepting it."""
+        self._handler.delay = seconds
 
     @property
     def url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -48,7 +49,7 @@ def _new(
     *,
     at: datetime = T0,
     rules: tuple[str, ...] = (),
-    outgoing: tuple[tuple[str, str], ...] = (),
+    outgoing: tuple[tuple[str, int], ...] = (),
     document: dict[str, str] | None = None,
     entry: FeedEntry | None = None,
 ) -> NewEntry:
@@ -179,7 +180,7 @@ def test_commit_poll_is_all_or_nothing(store: SQLiteStorage) -> None:
     with pytest.raises(TypeError):
         store.commit_poll(
             _state(store, title="changed", etag='"v2"'),
-            [_new(1, rules=("AI",), outgoing=(("chat", "t"),)), bad],
+            [_new(1, rules=("AI",), outgoing=(("chat", 0),)), bad],
         )
     assert store.feed_state(FEED) == before
     assert store.seen(FEED, ["guid-1", "guid-2"], []) == set()
@@ -204,8 +205,8 @@ def test_commit_poll_failing_in_the_database_mid_way_rolls_back(
         store.commit_poll(
             _state(store, etag='"v3"'),
             [
-                _new(1, rules=("AI",), outgoing=(("chat", "t"),)),
-                _new(2, rules=("AI",), outgoing=(("explode", "t"),)),
+                _new(1, rules=("AI",), outgoing=(("chat", 0),)),
+                _new(2, rules=("AI",), outgoing=(("explode", 0),)),
             ],
         )
     assert store.feed_state(FEED) == before
@@ -215,8 +216,8 @@ def test_commit_poll_failing_in_the_database_mid_way_rolls_back(
 
 
 def test_entry_committed_twice_is_stored_once(store: SQLiteStorage) -> None:
-    assert len(store.commit_poll(_state(store), [_new(1, outgoing=(("chat", "t"),))])) == 1
-    assert store.commit_poll(_state(store), [_new(1, outgoing=(("chat", "t"),))]) == []
+    assert len(store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))])) == 1
+    assert store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))]) == []
     assert store.feed_state(FEED).entries == 1
     assert store.outbox_stats().pending == 1
 
@@ -231,15 +232,15 @@ def test_outbox_has_one_row_per_entry_notifier_and_target(store: SQLiteStorage) 
         [
             _new(
                 1,
-                outgoing=(("chat", "a"), ("chat", "a"), ("chat", "b"), ("mail", "a")),
+                outgoing=(("chat", 0), ("chat", 0), ("chat", 1), ("mail", 0)),
             )
         ],
     )
     due = store.due_deliveries(T0)
     assert sorted((d.notifier, d.target) for d in due) == [
-        ("chat", "a"),
-        ("chat", "b"),
-        ("mail", "a"),
+        ("chat", 0),
+        ("chat", 1),
+        ("mail", 0),
     ]
     assert {d.message for d in due} == {_msg(1)}
 
@@ -247,15 +248,9 @@ def test_outbox_has_one_row_per_entry_notifier_and_target(store: SQLiteStorage) 
 def test_due_deliveries_are_oldest_first_and_wait_for_next_attempt(
     store: SQLiteStorage,
 ) -> None:
-    store.commit_poll(
-        _state(store), [_new(2, at=T0 + timedelta(seconds=2), outgoing=(("c", "t"),))]
-    )
-    store.commit_poll(
-        _state(store), [_new(1, at=T0 + timedelta(seconds=1), outgoing=(("c", "t"),))]
-    )
-    store.commit_poll(
-        _state(store), [_new(3, at=T0 + timedelta(seconds=3), outgoing=(("c", "t"),))]
-    )
+    store.commit_poll(_state(store), [_new(2, at=T0 + timedelta(seconds=2), outgoing=(("c", 0),))])
+    store.commit_poll(_state(store), [_new(1, at=T0 + timedelta(seconds=1), outgoing=(("c", 0),))])
+    store.commit_poll(_state(store), [_new(3, at=T0 + timedelta(seconds=3), outgoing=(("c", 0),))])
     assert store.due_deliveries(T0) == []
     due = store.due_deliveries(T0 + timedelta(seconds=10))
     assert [d.message.text for d in due] == ["text 1", "text 2", "text 3"]
@@ -276,7 +271,7 @@ def test_due_deliveries_are_oldest_first_and_wait_for_next_attempt(
 def test_delivery_outcomes_are_counted_by_status(store: SQLiteStorage) -> None:
     store.commit_poll(
         _state(store),
-        [_new(n, outgoing=(("chat", "t"),)) for n in range(1, 5)],
+        [_new(n, outgoing=(("chat", 0),)) for n in range(1, 5)],
     )
     d1, d2, d3, _d4 = store.due_deliveries(T0)
     store.delivered(d1.id, T0)
@@ -290,11 +285,105 @@ def test_delivery_outcomes_are_counted_by_status(store: SQLiteStorage) -> None:
 
 
 def test_delivered_row_is_never_due_again(store: SQLiteStorage) -> None:
-    store.commit_poll(_state(store), [_new(1, outgoing=(("chat", "t"),))])
+    store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))])
     (d,) = store.due_deliveries(T0)
     store.delivered(d.id, T0)
     assert store.due_deliveries(T0 + timedelta(days=365)) == []
     assert store.outbox_stats().last_error is None
+
+
+def test_claimed_rows_are_not_handed_to_another_owner_until_the_claim_runs_out(
+    tmp_path: Path,
+) -> None:
+    a = SQLiteStorage(tmp_path / "m.db")  # two processes, as two stores on one file
+    b = SQLiteStorage(tmp_path / "m.db")
+    a.ensure_feeds([FEED])
+    a.commit_poll(_state(a), [_new(n, outgoing=(("chat", 0), ("mail", 0))) for n in (1, 2, 3)])
+    lease = T0 + timedelta(minutes=10)
+    got_a = a.claim_deliveries("chat", 0, T0, "A", lease, 2)
+    got_b = b.claim_deliveries("chat", 0, T0, "B", lease, 10)
+    assert [d.message.text for d in got_a] == ["text 1", "text 2"]
+    assert [d.message.text for d in got_b] == ["text 3"]
+    assert b.claim_deliveries("chat", 0, T0, "B", lease, 10) == []
+    # other targets are not touched by a claim on chat
+    assert len(b.claim_deliveries("mail", 0, T0, "B", lease, 10)) == 3
+    # a released row is free again; an expired claim is free for anyone
+    a.release_claims([got_a[1].id], "A")
+    assert [d.id for d in b.claim_deliveries("chat", 0, T0, "B", lease, 10)] == [got_a[1].id]
+    assert [
+        d.id for d in b.claim_deliveries("chat", 0, lease, "B", lease + timedelta(hours=1), 10)
+    ] == [d.id for d in [got_a[0], got_a[1], *got_b]]
+    # recording the outcome releases the claim
+    b.delivered(got_a[0].id, T0)
+    assert got_a[0].id not in {d.id for d in a.due_deliveries(lease + timedelta(days=1))}
+    a.close()
+    b.close()
+
+
+def test_claims_of_a_dead_owner_are_released(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))])
+    store.claim_deliveries("chat", 0, T0, "dead", T0 + timedelta(hours=1), 5)
+    assert store.claim_owners() == {"dead"}
+    assert store.claim_deliveries("chat", 0, T0, "me", T0 + timedelta(hours=1), 5) == []
+    assert store.release_owner("dead") == 1
+    assert store.claim_owners() == set()
+    assert len(store.claim_deliveries("chat", 0, T0, "me", T0 + timedelta(hours=1), 5)) == 1
+
+
+def test_next_delivery_due_waits_for_retries_and_claims(store: SQLiteStorage) -> None:
+    assert store.next_delivery_due("chat", 0) is None
+    store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))])
+    assert store.next_delivery_due("chat", 0) == T0
+    (d,) = store.claim_deliveries("chat", 0, T0, "me", T0 + timedelta(minutes=10), 5)
+    assert store.next_delivery_due("chat", 0) == T0 + timedelta(minutes=10)
+    store.delivery_failed(d.id, "HTTP 503", T0 + timedelta(minutes=1), T0)
+    assert store.next_delivery_due("chat", 0) == T0 + timedelta(minutes=1)
+
+
+def test_rows_follow_the_notifier_name_and_url_position(tmp_path: Path) -> None:
+    """Rows of schema 1 named a URL by its hash; they are adopted by position, and
+    only rows of a removed notifier (or URL position) are given up, saying why."""
+    from monitor.notify import target_key
+
+    path = tmp_path / "m.db"
+    store = SQLiteStorage(path)
+    store.ensure_feeds([FEED])
+    old_chat = "json://127.0.0.1:1/hook?token=old"
+    store.commit_poll(
+        _state(store),
+        [
+            _new(1, outgoing=(("chat", 0), ("mail", 0), ("mail", 1), ("gone", 0))),
+            _new(2, outgoing=(("chat", 0),)),
+        ],
+    )
+    with sqlite3.connect(path) as db:  # as schema 1 wrote them
+        db.execute("UPDATE outbox SET target = ? WHERE notifier = 'chat'", (target_key(old_chat),))
+    # chat has one URL now (its token rotated): every old row is its
+    assert store.adopt_targets("chat", {target_key("json://127.0.0.1:1/hook?token=new"): 0}) == 2
+    assert store.adopt_targets("mail", {"k0": 0}) == 0  # already positions: untouched
+    dropped = store.drop_unrouted({"chat": 1, "mail": 1})
+    assert dropped == {"mail": 1, "gone": 1}
+    stats = store.outbox_stats()
+    assert (stats.notifiers["chat"].pending, stats.notifiers["mail"].pending) == (2, 1)
+    assert stats.notifiers["gone"].failed == 1
+    assert stats.notifiers["gone"].last_error == "notifier 'gone' was removed from the config"
+    assert stats.notifiers["mail"].last_error == "notifier 'mail' has no URL #2 any more"
+    assert {d.target for d in store.due_deliveries(T0)} == {0}
+    store.close()
+
+
+def test_one_daemon_per_database(tmp_path: Path) -> None:
+    first = SQLiteStorage(tmp_path / "m.db")
+    second = SQLiteStorage(tmp_path / "m.db")
+    assert second.daemon_pid() is None
+    first.lock_for_daemon()
+    assert second.daemon_pid() == os.getpid()
+    with pytest.raises(StorageError, match=rf"another `monitor run` \(pid {os.getpid()}\)"):
+        second.lock_for_daemon()
+    first.close()  # as when the daemon exits (or is killed: the kernel drops the lock)
+    assert second.daemon_pid() is None
+    second.lock_for_daemon()
+    second.close()
 
 
 # --------------------------------------------------------------------------

@@ -8,7 +8,12 @@ Guarantees every implementation gives (SPEC section 6):
   matches and outbox rows in ONE transaction: after a crash either all of
   a poll is there or none of it, so nothing is matched twice and no match
   loses its alert.
-* Each (entry, notifier, target URL) has at most one outbox row.
+* Each (entry, notifier, URL position) has at most one outbox row. A row
+  belongs to the notifier's name and its URL's position in the config, not
+  to the URL itself: after a reload that changed the URL (a rotated secret)
+  it goes to the current one.
+* A row is claimed (with an expiry) before it is sent; while a claim runs,
+  no other claimant gets the row, so two processes never send it both.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class Outgoing:
     """An outbox row to create: one message for one target of one notifier."""
 
     notifier: str
-    target: str  # notify.target_key of the URL
+    target: int  # the position of the URL in the notifier's list (0 for a single URL)
     message: Message
 
 
@@ -73,7 +78,7 @@ class Delivery:
 
     id: int
     notifier: str
-    target: str
+    target: int  # the URL's position; -1 for a row of schema 1 not adopted yet
     message: Message
     attempts: int
     created: datetime
@@ -107,11 +112,22 @@ class StoredArticle:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifierOutbox:
+    """The outbox rows of one notifier, by status, and its last delivery error."""
+
+    pending: int = 0
+    failed: int = 0
+    sent: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxStats:
     pending: int
     failed: int
     sent: int
     last_error: str | None
+    notifiers: Mapping[str, NotifierOutbox] = field(default_factory=dict)
 
 
 class Storage(Protocol):
@@ -136,15 +152,52 @@ class Storage(Protocol):
         """Write state, entries, matches and outbox rows in one transaction."""
 
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
-        """Pending outbox rows whose next attempt is due, oldest first."""
+        """Pending outbox rows whose next attempt is due, oldest first (claimed or not)."""
+
+    def claim_deliveries(
+        self,
+        notifier: str,
+        target: int,
+        now: datetime,
+        owner: str,
+        until: datetime,
+        limit: int,
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` due rows of one target for ``owner`` until ``until``.
+
+        Rows claimed by another owner whose claim has not run out are not
+        returned: two processes never hold (and send) the same row. Oldest
+        first by next attempt.
+        """
+
+    def release_claims(self, delivery_ids: Sequence[int], owner: str) -> None:
+        """Give back claimed rows that were not sent."""
+
+    def claim_owners(self) -> set[str]:
+        """The owners of claims on pending rows."""
+
+    def release_owner(self, owner: str) -> int:
+        """Drop every claim of an owner known to be dead; returns how many."""
+
+    def next_delivery_due(self, notifier: str, target: int) -> datetime | None:
+        """When the next pending row of one target can be sent (None: none pending)."""
 
     def delivered(self, delivery_id: int, now: datetime) -> None:
-        """Mark a row sent."""
+        """Mark a row sent (and release its claim)."""
 
     def delivery_failed(
         self, delivery_id: int, error: str, next_attempt: datetime | None, now: datetime
     ) -> None:
         """Record a failed attempt; next_attempt None means give up (status 'failed')."""
+
+    def adopt_targets(self, notifier: str, positions: Mapping[str, int]) -> int:
+        """Give pending rows of an older schema (target: a URL hash) their URL's position."""
+
+    def drop_unrouted(self, urls: Mapping[str, int]) -> dict[str, int]:
+        """Fail the pending rows of notifiers (or URL positions) no longer configured.
+
+        ``urls``: notifier name -> number of URLs. Returns rows failed per notifier.
+        """
 
     def outbox_stats(self) -> OutboxStats:
         """Counts of the outbox by status."""
@@ -157,6 +210,16 @@ class Storage(Protocol):
 
     def prune(self, text_before: datetime) -> int:
         """Drop stored article texts older than the retention; returns how many."""
+
+    def lock_for_daemon(self) -> None:
+        """Hold this database for the calling process's ``monitor run`` until close().
+
+        StorageError when another process holds it (one daemon per SQLite
+        database; a backend made for several instances may allow more).
+        """
+
+    def daemon_pid(self) -> int | None:
+        """The pid of the daemon holding this database, 0 when unknown, None when none runs."""
 
     def set_meta(self, key: str, value: str | None) -> None:
         """Remember (or forget, with None) a fact about the daemon, e.g. a reload error."""

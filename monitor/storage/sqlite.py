@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from monitor.storage.base import (
     FeedState,
     MatchRecord,
     NewEntry,
+    NotifierOutbox,
     OutboxStats,
     StorageError,
     StoredArticle,
@@ -80,6 +84,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_due ON outbox (status, next_attempt);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: outbox rows belong to a notifier's name and its URL's position (``target``
+    # holds the position from now on; rows of version 1 hold a hash of the URL,
+    # adopted by ``adopt_targets``), and are claimed before they are sent.
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until REAL;
+    CREATE INDEX outbox_target ON outbox (notifier, target, status, next_attempt);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -156,6 +168,7 @@ class SQLiteStorage:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._lock_fd: int | None = None
         try:
             self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -363,21 +376,89 @@ class SQLiteStorage:
 
     # outbox ------------------------------------------------------------------
 
+    _DELIVERY_COLUMNS = "id, notifier, target, message, attempts, created"
+
+    @staticmethod
+    def _delivery(row: tuple[object, ...], now: datetime) -> Delivery:
+        i, n, t, m, a, c = row
+        target = int(t) if isinstance(t, int) or str(t).isdigit() else -1  # type: ignore[call-overload]
+        return Delivery(int(i), str(n), target, _message(str(m)), int(a), _dt(c) or now)  # type: ignore[call-overload, arg-type]
+
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
         rows = self._db.execute(
-            "SELECT id, notifier, target, message, attempts, created FROM outbox"
+            f"SELECT {self._DELIVERY_COLUMNS} FROM outbox"
             " WHERE status = 'pending' AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
             (now.timestamp(), limit),
         )
-        return [
-            Delivery(int(i), str(n), str(t), _message(m), int(a), _dt(c) or now)
-            for i, n, t, m, a, c in rows
-        ]
+        return [self._delivery(r, now) for r in rows]
+
+    def claim_deliveries(
+        self,
+        notifier: str,
+        target: int,
+        now: datetime,
+        owner: str,
+        until: datetime,
+        limit: int,
+    ) -> list[Delivery]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = self._db.execute(
+                f"UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE notifier = ? AND target = ? AND status = 'pending'"
+                " AND next_attempt <= ? AND (claim_until IS NULL OR claim_until <= ?)"
+                " ORDER BY next_attempt, id LIMIT ?)"
+                f" RETURNING {self._DELIVERY_COLUMNS}, next_attempt",
+                (
+                    owner,
+                    until.timestamp(),
+                    notifier,
+                    str(target),
+                    now.timestamp(),
+                    now.timestamp(),
+                    limit,
+                ),
+            ).fetchall()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        rows.sort(key=lambda r: (r[-1], r[0]))  # RETURNING has no order of its own
+        return [self._delivery(r[:-1], now) for r in rows]
+
+    def release_claims(self, delivery_ids: Sequence[int], owner: str) -> None:
+        self._db.executemany(
+            "UPDATE outbox SET claimed_by = NULL, claim_until = NULL"
+            " WHERE id = ? AND claimed_by = ?",
+            [(i, owner) for i in delivery_ids],
+        )
+
+    def claim_owners(self) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT claimed_by FROM outbox WHERE claimed_by IS NOT NULL"
+            " AND status = 'pending'"
+        )
+        return {str(r[0]) for r in rows}
+
+    def release_owner(self, owner: str) -> int:
+        cur = self._db.execute(
+            "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?",
+            (owner,),
+        )
+        return cur.rowcount
+
+    def next_delivery_due(self, notifier: str, target: int) -> datetime | None:
+        row = self._db.execute(
+            "SELECT min(max(next_attempt, coalesce(claim_until, 0))) FROM outbox"
+            " WHERE notifier = ? AND target = ? AND status = 'pending'",
+            (notifier, str(target)),
+        ).fetchone()
+        return _dt(row[0]) if row else None
 
     def delivered(self, delivery_id: int, now: datetime) -> None:
         self._db.execute(
             "UPDATE outbox SET status = 'sent', sent = ?, attempts = attempts + 1,"
-            " last_error = NULL WHERE id = ?",
+            " last_error = NULL, claimed_by = NULL, claim_until = NULL WHERE id = ?",
             (now.timestamp(), delivery_id),
         )
 
@@ -386,30 +467,100 @@ class SQLiteStorage:
     ) -> None:
         if next_attempt is None:
             self._db.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?"
-                " WHERE id = ?",
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?,"
+                " claimed_by = NULL, claim_until = NULL WHERE id = ?",
                 (error, delivery_id),
             )
         else:
             self._db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?"
-                " WHERE id = ?",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?,"
+                " claimed_by = NULL, claim_until = NULL WHERE id = ?",
                 (error, next_attempt.timestamp(), delivery_id),
             )
 
+    def adopt_targets(self, notifier: str, positions: Mapping[str, int]) -> int:
+        """Rows of schema 1 name a URL by its hash: give them the URL's position.
+
+        ``positions`` maps each configured URL's old key to its position; when
+        the notifier has one URL, every such row belongs to it.
+        """
+        rows = self._db.execute(
+            "SELECT id, target FROM outbox WHERE notifier = ? AND status = 'pending'"
+            " AND target GLOB '*[^0-9]*'",
+            (notifier,),
+        ).fetchall()
+        moved = 0
+        for row_id, key in rows:
+            position = positions.get(key)
+            if position is None and len(set(positions.values())) == 1:
+                position = next(iter(positions.values()))
+            if position is not None:
+                cur = self._db.execute(
+                    "UPDATE OR IGNORE outbox SET target = ? WHERE id = ?", (str(position), row_id)
+                )
+                moved += cur.rowcount
+        return moved
+
+    def drop_unrouted(self, urls: Mapping[str, int]) -> dict[str, int]:
+        """Give up the pending rows no configured notifier URL can take.
+
+        ``urls`` maps each configured notifier to its number of URLs. A row of
+        a notifier that is gone, or of a URL position it no longer has, is
+        marked failed saying so; returns how many per notifier.
+        """
+        dropped: dict[str, int] = {}
+        rows = self._db.execute(
+            "SELECT id, notifier, target FROM outbox WHERE status = 'pending'"
+        ).fetchall()
+        for row_id, notifier, target in rows:
+            count = urls.get(notifier)
+            if count is None:
+                why = f"notifier {notifier!r} was removed from the config"
+            elif not str(target).isdigit():
+                why = f"notifier {notifier!r}: its URL changed before this alert was sent"
+            elif int(target) >= count:
+                why = f"notifier {notifier!r} has no URL #{int(target) + 1} any more"
+            else:
+                continue
+            self._db.execute(
+                "UPDATE outbox SET status = 'failed', last_error = ?, claimed_by = NULL,"
+                " claim_until = NULL WHERE id = ? AND status = 'pending'",
+                (why, row_id),
+            )
+            dropped[notifier] = dropped.get(notifier, 0) + 1
+        return dropped
+
     def outbox_stats(self) -> OutboxStats:
-        counts = dict(
-            self._db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall()
+        per: dict[str, NotifierOutbox] = {}
+        totals = {"pending": 0, "failed": 0, "sent": 0}
+        rows = self._db.execute(
+            "SELECT notifier, status, count(*) FROM outbox GROUP BY notifier, status"
         )
+        counts: dict[str, dict[str, int]] = {}
+        for notifier, status, count in rows:
+            counts.setdefault(notifier, {})[status] = int(count)
+            totals[status] = totals.get(status, 0) + int(count)
+        for notifier, c in counts.items():
+            per[notifier] = NotifierOutbox(
+                c.get("pending", 0), c.get("failed", 0), c.get("sent", 0)
+            )
+        errors = self._db.execute(
+            "SELECT o.notifier, o.last_error FROM outbox o JOIN (SELECT notifier, max(id) AS id"
+            " FROM outbox WHERE last_error IS NOT NULL AND status != 'sent' GROUP BY notifier)"
+            " last ON last.id = o.id"
+        )
+        for notifier, error in errors:
+            per[notifier] = replace(per[notifier], last_error=error)
         row = self._db.execute(
             "SELECT last_error FROM outbox WHERE last_error IS NOT NULL AND status != 'sent'"
             " ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return OutboxStats(
-            pending=int(counts.get("pending", 0)),
-            failed=int(counts.get("failed", 0)),
-            sent=int(counts.get("sent", 0)),
+            pending=totals["pending"],
+            failed=totals["failed"],
+            sent=totals["sent"],
             last_error=row[0] if row else None,
+            notifiers=per,
         )
 
     # history -------------------------------------------------------------
@@ -472,7 +623,55 @@ class SQLiteStorage:
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
+    # the daemon's lock ------------------------------------------------------
+
+    def _lock_path(self) -> str | None:
+        return None if self._uri else self.path + ".lock"
+
+    def lock_for_daemon(self) -> None:
+        path = self._lock_path()
+        if path is None:
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            pid = self.daemon_pid()
+            who = f" (pid {pid})" if pid else ""
+            raise StorageError(
+                f"another `monitor run`{who} is already using the database {self.path};"
+                " one daemon per SQLite database"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd  # held until close() or the process ends (also by kill -9)
+
+    def daemon_pid(self) -> int | None:
+        if self._lock_fd is not None:
+            return os.getpid()
+        path = self._lock_path()
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:  # held: a daemon runs
+                text = os.read(fd, 32).decode(errors="replace").strip()
+                return int(text) if text.isdigit() else 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         with self._conns_lock:
             conns, self._conns = self._conns, []
         for db in conns:
