@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt check bench bench-soak bench-extract bench-match clean
+.PHONY: run test lint fmt check bench bench-soak bench-extract bench-match bench-chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,3 +73,8 @@ bench: $(STAMP) $(PEERS_ROUND)
 # Soak: the daemon (App + the real scheduler) on 10,000 feeds; SOAK_ARGS='--duration 90' for short.
 bench-soak: $(STAMP) $(PEERS_ROUND)
 	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
+
+# Chaos (issue 10): kill -9 of the daemon and its workers while feeds publish and
+# notifiers flap; every alert must arrive. CHAOS_ARGS='--kills 200 --seed 1'.
+bench-chaos: $(STAMP)
+	$(BIN)/python benchmarks/chaos.py $(CHAOS_ARGS)

@@ -157,10 +157,13 @@ class _Collect:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.delay = 0.0
+        self.failing = False
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.failing:
+            return "451 4.3.0 Temporary failure, try again later"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append(msg)  # type: ignore[arg-type]
         return "250 OK"
@@ -181,6 +184,15 @@ class Mailbox:
     def slow_down(self, seconds: float) -> None:
         """Take ``seconds`` over each message before accepting it."""
         self._handler.delay = seconds
+
+    @property
+    def failing(self) -> bool:
+        """While true, every message is refused with a temporary error (451)."""
+        return self._handler.failing
+
+    @failing.setter
+    def failing(self, value: bool) -> None:
+        self._handler.failing = value
 
     @property
     def url(self) -> str:
