@@ -13,7 +13,7 @@ from typing import TextIO
 
 from monitor import __version__, notify
 from monitor.config import Config, FeedSpec
-from monitor.delivery import Deliverer, RetryPolicy, Targets, owner_is_dead
+from monitor.delivery import Deliverer, RetryPolicy, Targets
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
 from monitor.pipeline import Context, Poller, PollOutcome
@@ -120,14 +120,11 @@ class App:
         Rows written by an older schema name their URL by a hash: they get its
         position. Rows of a notifier removed from the config, or of a URL
         position it no longer has, are failed and say so; returns how many per
-        notifier. Claims of processes of this host that died are released.
+        notifier.
         """
         store = self.storage
         for n in self.config.notifiers:
             store.adopt_targets(n.name, {notify.target_key(u): i for i, u in enumerate(n.urls)})
-        for owner in store.claim_owners():
-            if owner_is_dead(owner):
-                store.release_owner(owner)
         dropped = store.drop_unrouted(self.config.notifier_urls())
         for name, count in dropped.items():
             log.warning(

@@ -42,6 +42,7 @@ CLAIM_BATCH = 20  # rows a target claims at once
 CLAIM_LEASE = 600.0  # seconds a claim holds: far longer than sending a batch
 IDLE_CHECK = 2.0  # seconds between looks at the outbox of an idle target
 RECORD_RETRY_CAP = 30.0  # seconds between tries to record an outcome
+SWEEP_EVERY = 60.0  # seconds between looks for claims of dead processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +156,7 @@ class Deliverer:
             state.wake.set()
 
     async def _pause(self, state: _Target, seconds: float) -> None:
-        """Sleep up to ``seconds``; a wake or a stop ends it early."""
-        state.wake.clear()
+        """Sleep up to ``seconds``; a wake (since the last look) or a stop ends it early."""
         waiters = [asyncio.ensure_future(e.wait()) for e in (self._stop, state.wake)]
         try:
             await asyncio.wait(
@@ -275,6 +275,7 @@ class Deliverer:
     async def _serve(self, key: Key) -> None:
         state = self._target(key)
         while not self._stop.is_set() and key in self._targets():
+            state.wake.clear()  # before looking: a wake while we look is not lost
             try:
                 _sent, wait = await self._step(key, state, CLAIM_BATCH)
             except asyncio.CancelledError:
@@ -286,7 +287,8 @@ class Deliverer:
                 wait = self._idle_check
             if wait > 0:
                 await self._pause(state, wait)
-        self._state.pop(key, None)
+        if not state.unrecorded:  # else kept for the last try at the end
+            self._state.pop(key, None)
 
     # -- the loops --
 
@@ -295,8 +297,13 @@ class Deliverer:
         finishes and is recorded before this returns (cancel it to abandon that)."""
         self._stop = stop
         loops: dict[Key, asyncio.Task[None]] = {}
+        swept = 0.0
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                if not swept or loop.time() - swept > SWEEP_EVERY:
+                    swept = loop.time()
+                    await self._sweep()
                 for key in self._targets():
                     if key not in loops or loops[key].done():
                         loops[key] = asyncio.create_task(self._serve(key), name=f"deliver {key}")
@@ -309,6 +316,16 @@ class Deliverer:
                 task.cancel()
             await asyncio.gather(*loops.values(), return_exceptions=True)
             await self._record_all()
+
+    async def _sweep(self) -> None:
+        """Free the claims of processes of this host that died (a killed `monitor poll`)."""
+        try:
+            owners = await self._store(self._storage.claim_owners)
+            for owner in owners:
+                if owner != self.owner and owner_is_dead(owner):
+                    await self._store(self._storage.release_owner, owner)
+        except Exception as exc:
+            log.warning("could not look for claims of dead processes: %s", exc)
 
     async def _record_all(self) -> None:
         """At the end: one last try at outcomes not recorded yet."""
