@@ -3,7 +3,9 @@
 Each apprise URL gets an ``Apprise`` object of its own, so a failing chat
 webhook is retried without re-sending the email that already went out
 (FACTS: one object with several URLs is falsy when one target fails).
-Only masked URLs (``privacy=True``) ever leave this module.
+Only masked URLs (``privacy=True`` plus ``redact.mask_url``) ever leave this
+module, and a failure's text has every known secret redacted before it is
+returned (it is logged and stored in the outbox).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 import apprise
 
+from monitor.redact import Redactor, mask_url
 from monitor.types import Message
 
 CONSOLE = "console"
@@ -37,17 +41,21 @@ def url_problem(url: str) -> str | None:
     return f"apprise does not accept this URL (scheme {scheme!r})"
 
 
-def mask(url: str) -> str:
-    """The URL with secrets masked, safe to log and show in status."""
+def mask(url: str, secrets: Collection[str] = ()) -> str:
+    """The URL fit to show and log: apprise's masking, then ours (``redact.mask_url``)."""
     ap = apprise.Apprise()
     if not ap.add(url):
         return url.split("://", 1)[0] + "://…"
     masked = ap.urls(privacy=True)
-    return str(masked[0]) if masked else url.split("://", 1)[0] + "://…"
+    return mask_url(str(masked[0]) if masked else url, url, secrets)
 
 
 def target_key(url: str) -> str:
-    """A short stable key for one URL of a notifier (the outbox stores this, not the URL)."""
+    """A short stable key for one URL of a notifier (the outbox stores this, not the URL).
+
+    The config makes it from the URL as written, before ``${...}`` substitution
+    (``NotifierSpec.keys``), so it never depends on a secret's value.
+    """
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
@@ -57,15 +65,21 @@ def is_email(url: str) -> bool:
 
 @dataclass
 class AppriseSender:
-    """One apprise URL: HTML (with a text part) for email, Markdown for chat."""
+    """One apprise URL: HTML (with a text part) for email, Markdown for chat.
 
-    url: str
+    ``secrets`` (the config's) are redacted from the failure text it returns:
+    apprise's log lines may quote a token.
+    """
+
+    url: str = field(repr=False)  # a repr that lands in a log must not carry the secrets
+    secrets: Collection[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
         self._apprise = apprise.Apprise()
         if not self._apprise.add(self.url):
-            raise ValueError(f"invalid apprise URL {mask(self.url)}")
+            raise ValueError(f"invalid apprise URL {mask(self.url, self.secrets)}")
         self._email = is_email(self.url)
+        self._redactor = Redactor(self.secrets)
 
     def send(self, message: Message) -> str | None:
         if self._email:
@@ -77,7 +91,9 @@ class AppriseSender:
         if ok:
             return None
         lines = [ln.strip() for ln in captured.getvalue().splitlines() if ln.strip()]
-        return lines[-1][:300] if lines else "the notifier reported a failure"
+        if not lines:
+            return "the notifier reported a failure"
+        return self._redactor.redact(lines[-1])[:300]  # redacted first: a cut secret would show
 
 
 @dataclass
