@@ -386,10 +386,10 @@ class Poller:
             for name in by_rule[m.rule].notify or [n.name for n in config.notifiers]:
                 wanted.setdefault(name, None)
         return tuple(
-            Outgoing(n.name, notify.target_key(url), message)
+            Outgoing(n.name, key, message)
             for n in config.notifiers
             if n.name in wanted
-            for url in n.urls
+            for key, _url in n.targets()
         )
 
     async def _failed(
