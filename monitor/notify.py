@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
@@ -32,13 +33,47 @@ class Sender(Protocol):
     def send(self, message: Message) -> str | None: ...
 
 
+class _Checking(threading.local):
+    active = False
+    warnings: list[str]
+
+
+_checking = _Checking()
+
+
+class _HoldWhileChecking(logging.Filter):
+    """Keeps apprise's log lines of a thread that is validating a config's URLs.
+
+    While a config loads, the secrets in its URLs are not yet known to the
+    log's redactor, and apprise logs them in clear ("Loaded JSON URL: ...
+    +X-Api-Key=...", "Unparseable Telegram URL tgram://TOKEN/..."). Its
+    warnings say why a URL is refused: url_problem puts them in the config
+    error, which the loader redacts.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _checking.active:
+            return True
+        if record.levelno == logging.WARNING:
+            _checking.warnings.append(record.getMessage())
+        return False
+
+
+logging.getLogger("apprise").addFilter(_HoldWhileChecking())
+
+
 def url_problem(url: str) -> str | None:
     """None when apprise accepts ``url``, else why not (checked at config load)."""
     ap = apprise.Apprise()
-    if ap.add(url):
-        return None
+    _checking.active, _checking.warnings = True, []
+    try:
+        if ap.add(url):
+            return None
+    finally:
+        _checking.active = False
     scheme = url.split("://", 1)[0] if "://" in url else url[:12]
-    return f"apprise does not accept this URL (scheme {scheme!r})"
+    why = f": {_checking.warnings[0].strip()}" if _checking.warnings else ""
+    return f"apprise does not accept this URL (scheme {scheme!r}){why}"
 
 
 def mask(url: str, secrets: Collection[str] = ()) -> str:
@@ -86,11 +121,23 @@ class AppriseSender:
             body, fmt = message.html, apprise.NotifyFormat.HTML
         else:
             body, fmt = message.markdown, apprise.NotifyFormat.MARKDOWN
-        with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
-            ok = self._apprise.notify(body=body, title=message.title, body_format=fmt)
-        if ok:
-            return None
-        lines = [ln.strip() for ln in captured.getvalue().splitlines() if ln.strip()]
+        if hasattr(apprise, "AppriseResult"):
+            # apprise 2: the result holds this call's own log lines, also those its
+            # worker threads logged; a LogCapture would catch other targets' lines too.
+            result = self._apprise.notify(body=body, title=message.title, body_format=fmt)
+            if result:
+                return None
+            lines = [
+                str(e.message).strip()
+                for e in result.logs()
+                if e.level in ("WARNING", "ERROR", "CRITICAL") and str(e.message).strip()
+            ]
+        else:
+            with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+                ok = self._apprise.notify(body=body, title=message.title, body_format=fmt)
+            if ok:
+                return None
+            lines = [ln.strip() for ln in captured.getvalue().splitlines() if ln.strip()]
         if not lines:
             return "the notifier reported a failure"
         return self._redactor.redact(lines[-1])[:300]  # redacted first: a cut secret would show
