@@ -111,11 +111,17 @@ class FeedServer:
 
 @dataclass
 class Webhook:
-    """Receives apprise ``json://`` posts; answers 503 while ``failing``."""
+    """Receives apprise ``json://`` posts; answers 503 while ``failing``.
+
+    ``headers`` has the request headers of each post received; with ``require``
+    set to (header, value) a post without that header value gets a 401.
+    """
 
     port: int = 0  # chosen at start; a never-started hook gets a port nobody listens on
     received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     failing: bool = False
+    require: tuple[str, str] | None = None
     _server: _ThreadedApp | None = None
 
     @property
@@ -127,6 +133,9 @@ class Webhook:
     async def _handle(self, request: web.Request) -> web.Response:
         if self.failing:
             return web.Response(status=503, text="down for maintenance")
+        if self.require and request.headers.get(self.require[0]) != self.require[1]:
+            return web.Response(status=401, text="unauthorized")
+        self.headers.append(dict(request.headers))
         self.received.append(json.loads(await request.read()))
         return web.Response(text="ok")
 
