@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -476,3 +477,47 @@ def test_rotated_credential_file_reaches_the_endpoint_after_a_reload(
     assert [m["title"] for m in chat.received] == ["[R] DeepSeek eins", "[R] DeepSeek zwei"]
     assert {h["X-Api-Key"] for h in chat.headers} == {"new-token-2222"}
     assert "old-token-1111" not in daemon.text() and "new-token-2222" not in daemon.text()
+
+
+def test_reload_composes_a_large_config_off_the_event_loop(tmp_path: Path) -> None:
+    """Composing thousands of feeds takes a second or more: the event loop must not wait."""
+    from monitor.app import App
+    from monitor.config import load_config
+    from monitor.daemon import Daemon as MonitorDaemon
+
+    path = tmp_path / "feeds.yaml"
+    feeds = "".join(
+        f"  - url: https://f{i}.example.com/rss\n    name: Feed {i}\n" for i in range(4000)
+    )
+    path.write_text(f"feeds:\n{feeds}rules:\n  - name: R\n    keywords: [x]\n")
+    started = time.monotonic()
+    config = load_config(path, {})
+    load = time.monotonic() - started
+
+    async def reload_and_watch_the_loop() -> float:
+        loop = asyncio.get_running_loop()
+        app = App(config)
+        daemon = MonitorDaemon(app, {})
+        await daemon._schedule_all(config)  # as at start: the reload reschedules nothing
+        worst, reloading = 0.0, True
+
+        async def ticker() -> None:
+            nonlocal worst
+            while reloading:
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                worst = max(worst, loop.time() - before - 0.01)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        path.write_text(path.read_text().replace("keywords: [x]", "keywords: [y]"))
+        await daemon._reload()
+        reloading = False
+        await task
+        assert daemon.app.config.rules[0].keywords == ("y",)
+        await app.close()
+        return worst
+
+    worst = asyncio.run(reload_and_watch_the_loop())
+    assert load > 0.3, "the config should take a while to compose"
+    assert worst < load / 2, (worst, load)
