@@ -122,9 +122,10 @@ def url_credentials(url: str, *, notifier: bool = True) -> frozenset[str]:
 
     For a notifier URL: the password, a token-like user or host, token-like
     path segments (Telegram, Slack, Discord webhook tokens), the value of a
-    query key named like a credential or an apprise header (``+X-Api-Key``),
-    and any token-like query value. For a feed URL only the password and the
-    values of credential-named query keys: its path is the feed's identity.
+    query key named like a credential (``token``, ``+X-Api-Key``,
+    ``+Authorization``, ...), and any token-like query value. For a feed URL
+    only the password and the values of credential-named query keys: its
+    path is the feed's identity.
     """
     p = _Parts(url)
     if not p.ok:
@@ -135,8 +136,9 @@ def url_credentials(url: str, *, notifier: bool = True) -> frozenset[str]:
     for key, _raw, value in p.params():
         if not value or key.lower() in HARMLESS_QUERY_KEYS:
             continue
-        named = bool(_CREDENTIAL_KEY.search(key)) or key.startswith(("+", "-", ":"))
-        if named or (notifier and is_token_like(unquote(value))):
+        # Not every query value: one like "application/json" (a +Content-Type header)
+        # would be redacted from every line that mentions it.
+        if _CREDENTIAL_KEY.search(key) or (notifier and is_token_like(unquote(value))):
             found |= _both(value)
     if notifier:
         if p.host_is_secret():
