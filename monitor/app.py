@@ -48,7 +48,10 @@ def build_targets(config: Config, console: TextIO | None = None) -> Targets:
     targets: dict[tuple[str, int], tuple[str, notify.Sender]] = {}
     for n in config.notifiers:
         for position, url in enumerate(n.urls):
-            targets[(n.name, position)] = (notify.mask(url), notify.AppriseSender(url))
+            targets[(n.name, position)] = (
+                notify.mask(url, config.secrets),
+                notify.AppriseSender(url, config.secrets),
+            )
     if not config.notifiers:
         sender = notify.ConsoleSender(console) if console else notify.ConsoleSender()
         targets[(notify.CONSOLE, 0)] = ("console", sender)
@@ -87,7 +90,8 @@ class App:
         self.config = config
         self._feeds = {f.key: f for f in config.feeds}
         self._console = console
-        self.storage: Storage = open_storage(db or config.database_path())
+        self.database = db or config.database_path()
+        self.storage: Storage = open_storage(self.database)
         self.storage.ensure_feeds(f.key for f in config.feeds)
         # Store calls of the event loop run here (each thread has its own connection).
         self.db_threads = ThreadPoolExecutor(2, thread_name_prefix="db")

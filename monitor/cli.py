@@ -1,4 +1,9 @@
-"""Command line (SPEC section 3). Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config."""
+"""Command line (SPEC section 3). Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
+
+Secrets never reach the terminal: every config loaded adds its secrets to one
+``Redactor``, which redacts all that is printed to stdout and stderr
+(tracebacks included) and every log record.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,17 +22,24 @@ from monitor import __version__, notify
 from monitor.config import (
     Config,
     ConfigError,
+    DatabaseChoice,
     FeedSpec,
+    choose_database,
     format_duration,
     load_config,
     parse_duration,
     summary,
 )
+from monitor.redact import RedactingFilter, Redactor, redacted_stdio
 from monitor.render import test_message
-from monitor.storage import StorageError, open_storage
+from monitor.storage import Storage, StorageError, open_storage
+from monitor.storage.base import FeedState
 from monitor.types import RuleMatch, Snippet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+# The secrets of every config this process loaded; only ever grows (see redact.Redactor).
+_REDACTOR = Redactor()
 
 
 def _common(suppress: bool) -> argparse.ArgumentParser:
@@ -47,7 +60,10 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
         help="path of feeds.yaml (default: ./feeds.yaml or $MONITOR_CONFIG)",
     )
     common.add_argument(
-        "--db", default=default(None), help="database path or URL (overrides settings.database)"
+        "--db",
+        default=default(None),
+        help="database path or URL (default: $MONITOR_DB, else settings.database, "
+        "else monitor.db next to feeds.yaml)",
     )
     common.add_argument(
         "-v", "--verbose", action="store_true", default=default(False), help="debug logging"
@@ -103,10 +119,39 @@ def _setup_logging(verbose: bool) -> None:
     # apprise and APScheduler are chatty at INFO; their warnings still show.
     for name in ("apprise", "apscheduler"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # On the handlers, not a logger: records of every logger (apprise's too) pass them.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter(_REDACTOR))
 
 
 def _load(path: str) -> Config:
-    return load_config(Path(path), os.environ)
+    try:
+        config = load_config(Path(path), os.environ)
+    except ConfigError as exc:
+        _REDACTOR.add(exc.secrets)
+        raise
+    _REDACTOR.add(config.secrets)
+    return config
+
+
+def _database(args: argparse.Namespace, setting: str | None) -> DatabaseChoice:
+    """The database of this command (``config.choose_database`` decides, for every command)."""
+    return choose_database(Path(args.config), setting, option=args.db, env=os.environ)
+
+
+def _read_store(args: argparse.Namespace, setting: str | None) -> tuple[Storage, DatabaseChoice]:
+    """The database for a command that only reads it: opened read-only, never created."""
+    choice = _database(args, setting)
+    try:
+        return open_storage(choice.location, readonly=True), choice
+    except StorageError as exc:
+        raise StorageError(
+            f"{exc}\n  (that path is {choice.source})\n"
+            f"  `monitor {args.command}` reads the database the daemon writes and never creates "
+            "one: give it the config the service runs with (-c), or the database's path "
+            "(--db PATH or MONITOR_DB=PATH)"
+        ) from None
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -115,7 +160,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    print(summary(config, notify.mask))
+    database = _database(args, config.settings.database)
+    print(summary(config, lambda url: notify.mask(url, config.secrets), database))
     return EXIT_OK
 
 
@@ -123,7 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import run_daemon
 
     config = _load(args.config)
-    return asyncio.run(run_daemon(config, os.environ, args.db))
+    database = _database(args, config.settings.database)
+    try:
+        return asyncio.run(run_daemon(config, os.environ, database.location, redactor=_REDACTOR))
+    except StorageError as exc:  # e.g. a database left next to a config in read-only /etc
+        raise StorageError(f"{exc}\n  (that path is {database.source})") from None
 
 
 async def _poll(args: argparse.Namespace, config: Config) -> int:
@@ -137,7 +187,8 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
         if missing:
             print(f"monitor: no feed named {', '.join(sorted(missing))}", file=sys.stderr)
             return EXIT_USAGE
-    app = App(config, db=args.db, console=sys.stderr)  # stdout is for the matches
+    database = _database(args, config.settings.database).location
+    app = App(config, db=database, console=sys.stderr)  # stdout is for the matches
     daemon = None
     try:
         outcomes = await app.poll_round(feeds, dry_run=args.dry_run)
@@ -194,35 +245,17 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failures else EXIT_OK
 
 
-def _lenient_database(path: str) -> str:
-    """The database of a config too broken to load, so `status` still shows the store."""
-    import yaml
-
-    folder = Path(path).resolve().parent
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        db = raw["settings"]["database"]
-    except Exception:
-        db = "monitor.db"
-    if not isinstance(db, str):
-        db = "monitor.db"
-    return db if "://" in db or Path(db).is_absolute() else str(folder / db)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     config: Config | None
+    setting: str | None
     try:
         config = _load(args.config)
-        config_problem = None
+        config_problem, setting = None, config.settings.database
     except ConfigError as exc:
-        config, config_problem = None, str(exc)
+        config, config_problem, setting = None, str(exc), exc.database
         print(f"monitor: the config has errors (showing the store anyway):\n{exc}", file=sys.stderr)
-    store = open_storage(
-        args.db or (config.database_path() if config else _lenient_database(args.config))
-    )
+    store, database = _read_store(args, setting)
     try:
-        if config:
-            store.ensure_feeds(f.key for f in config.feeds)
         states = {s.key: s for s in store.feed_states()}
         outbox = store.outbox_stats()
         meta = store.meta()
@@ -232,7 +265,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     configured = set(config.notifier_urls()) if config else set(outbox.notifiers)
     feeds: list[dict[str, object]] = []
     for spec in specs:
-        s = states[spec.key]
+        s = states.get(spec.key) or FeedState(key=spec.key, url=spec.url)  # not polled yet
         feeds.append(
             {
                 "feed": spec.name or s.title or spec.url,
@@ -251,6 +284,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     if args.json:
         report = {
+            "database": {"path": database.location, "source": database.source},
             "feeds": feeds,
             "outbox": {
                 "pending": outbox.pending,
@@ -273,6 +307,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return EXIT_OK
+    print(f"database {database.location} ({database.source})")
     for row in feeds:
         when = "GONE (410), not polled" if row["gone"] else f"next {row['next_poll'] or 'soon'}"
         print(
@@ -318,7 +353,7 @@ def _explain(matches: Sequence[RuleMatch]) -> list[dict[str, object]]:
 def cmd_matches(args: argparse.Namespace) -> int:
     config = _load(args.config)
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
-    store = open_storage(args.db or config.database_path())
+    store, _ = _read_store(args, config.settings.database)
     try:
         records = store.matches_since(since, args.rule)
     finally:
@@ -363,7 +398,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     seconds = parse_duration(args.since)
     since = datetime.now(UTC) - timedelta(seconds=seconds)
-    store = open_storage(args.db or config.database_path())
+    store, _ = _read_store(args, config.settings.database)
     try:
         articles = store.articles_since(since)
     finally:
@@ -421,7 +456,7 @@ def cmd_import_opml(args: argparse.Namespace) -> int:
     # Check the result before writing it: a running daemon reloads the file at once.
     from monitor.config import parse_config
 
-    parse_config(text, path.resolve(), os.environ)
+    parse_config(text, Path(os.path.abspath(path)), os.environ)
     path.write_text(text, encoding="utf-8")
     added = [f for f in feeds if f.url not in known]
     print(f"{len(added)} feeds added to {path}, {len(feeds) - len(added)} already there")
@@ -452,16 +487,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``monitor`` console script."""
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
-    try:
-        return COMMANDS[args.command](args)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:  # e.g. a bad --since
-        print(f"monitor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StorageError as exc:
-        print(f"monitor: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        return EXIT_FAIL
+    with redacted_stdio(_REDACTOR):
+        try:
+            return COMMANDS[args.command](args)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except ValueError as exc:  # e.g. a bad --since
+            print(f"monitor: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except StorageError as exc:
+            print(f"monitor: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        except KeyboardInterrupt:
+            return EXIT_FAIL
+        except Exception:
+            # A bug: print its traceback here, while stderr still redacts (an exception
+            # leaving main would be printed after the streams are restored).
+            traceback.print_exc()
+            return EXIT_FAIL

@@ -2,14 +2,20 @@
 
 The loader works on PyYAML's node tree rather than on plain dicts, so every
 problem can be reported as ``feeds.yaml:LINE:COL: message`` (SPEC section 4).
-Loading is pure apart from reading the file: the environment is passed in.
+Loading is pure apart from reading files (feeds.yaml and the ``${file:...}``
+credentials it names): the environment is passed in.
+
+Every value that came from a substitution is recorded in ``Config.secrets``
+(with the credential-like parts of the notifier URLs), so everything that
+prints or logs can mask it (see ``redact``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from monitor import notify
 from monitor.match import validate_rule
+from monitor.redact import Redactor, url_credentials
 from monitor.types import RuleSpec
 
 DEFAULT_INTERVAL = 15 * 60.0
@@ -25,13 +32,28 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_AGE = 2 * 86400.0
 DEFAULT_RETENTION = 30 * 86400.0
 MIN_INTERVAL = 1.0
+DEFAULT_DATABASE = "monitor.db"  # next to feeds.yaml
+MAX_CREDENTIAL_BYTES = 64 * 1024  # a ${file:...} longer than this is a mistake (/dev/zero?)
 
 
 class ConfigError(Exception):
-    """The config has problems; ``problems`` holds every one, in file order."""
+    """The config has problems; ``problems`` holds every one, in file order.
 
-    def __init__(self, problems: list[Problem]) -> None:
+    What could still be read comes along, so ``monitor status`` can show the
+    store of a broken config without leaking its secrets: ``secrets`` (as
+    ``Config.secrets``) and ``database`` (``settings.database`` as written).
+    """
+
+    def __init__(
+        self,
+        problems: list[Problem],
+        *,
+        secrets: frozenset[str] = frozenset(),
+        database: str | None = None,
+    ) -> None:
         self.problems = sorted(problems, key=lambda p: (p.line, p.column))
+        self.secrets = secrets
+        self.database = database
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -52,7 +74,7 @@ class Problem:
 class Settings:
     """The ``settings:`` block; every key optional."""
 
-    database: str = "monitor.db"
+    database: str | None = None  # None: DEFAULT_DATABASE next to feeds.yaml
     interval: float = DEFAULT_INTERVAL
     timeout: float = DEFAULT_TIMEOUT
     max_age: float = DEFAULT_MAX_AGE
@@ -90,7 +112,11 @@ class FeedSpec:
 
 @dataclass(frozen=True, slots=True)
 class NotifierSpec:
-    """A named notifier: one or more apprise URLs, each delivered on its own."""
+    """A named notifier: one or more apprise URLs, each delivered on its own.
+
+    Outbox rows name a URL by its position here, so rotating a secret (or
+    editing the URL) keeps the alerts still pending: they go to the URL in force.
+    """
 
     name: str
     urls: tuple[str, ...]
@@ -98,21 +124,29 @@ class NotifierSpec:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A validated feeds.yaml."""
+    """A validated feeds.yaml.
+
+    ``path`` is absolute but not resolved: a feeds.yaml that is a symlink
+    (a Kubernetes ConfigMap, NixOS) is watched through its link, and relative
+    paths in it resolve next to the link. ``secrets`` holds every value that
+    came from a ``${...}`` substitution and the credential-like parts of the
+    notifier and feed URLs; ``files`` the ``${file:...}`` files read.
+    """
 
     path: Path
     settings: Settings = field(default_factory=Settings)
     notifiers: tuple[NotifierSpec, ...] = ()
     feeds: tuple[FeedSpec, ...] = ()
     rules: tuple[RuleSpec, ...] = ()
+    secrets: frozenset[str] = frozenset()
+    files: tuple[Path, ...] = ()
 
     def database_path(self) -> str:
-        """The database URL or path; a relative path resolves next to feeds.yaml."""
-        db = self.settings.database
-        if "://" in db or db == ":memory:":
-            return db
-        p = Path(db).expanduser()
-        return str(p if p.is_absolute() else self.path.parent / p)
+        """``settings.database`` (else DEFAULT_DATABASE); relative paths resolve next to feeds.yaml.
+
+        Commands use ``choose_database``, which lets ``--db`` and ``MONITOR_DB`` win.
+        """
+        return _database_location(self.settings.database or DEFAULT_DATABASE, self.path)
 
     def notifier_urls(self) -> dict[str, int]:
         """Notifier name -> how many URLs it has (the console's when none is configured)."""
@@ -125,6 +159,52 @@ class Config:
 
     def feed_extract(self, feed: FeedSpec) -> bool:
         return feed.extract if feed.extract is not None else self.settings.extract
+
+
+def _database_location(db: str, config_path: Path) -> str:
+    if "://" in db or db == ":memory:":
+        return db
+    p = Path(db).expanduser()
+    return str(p if p.is_absolute() else config_path.parent / p)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseChoice:
+    """Which database a command uses, and why that one (for messages)."""
+
+    location: str  # a path, or a URL
+    source: str  # e.g. "settings.database in /etc/rss-monitor/feeds.yaml"
+
+
+def choose_database(
+    config_path: Path, setting: str | None, *, option: str | None, env: Mapping[str, str]
+) -> DatabaseChoice:
+    """The one place that decides where the database is, for every command.
+
+    ``--db`` (``option``) > ``$MONITOR_DB`` > ``settings.database`` > ``monitor.db``
+    next to feeds.yaml. A relative ``--db`` or ``MONITOR_DB`` is relative to
+    the working directory, like any path typed in a shell; a relative
+    ``settings.database`` is next to feeds.yaml (the path as named, not a
+    symlink's target). So the service and an operator's ``monitor -c
+    /etc/rss-monitor/feeds.yaml status`` read the same file as long as the
+    database is set in the config.
+    """
+    config_path = Path(os.path.abspath(config_path))
+
+    def absolute(db: str) -> str:
+        return db if "://" in db or db == ":memory:" else os.path.abspath(Path(db).expanduser())
+
+    if option:
+        return DatabaseChoice(absolute(option), "--db")
+    if env.get("MONITOR_DB"):
+        return DatabaseChoice(absolute(env["MONITOR_DB"]), "MONITOR_DB")
+    if setting:
+        location = _database_location(setting, config_path)
+        return DatabaseChoice(location, f"settings.database in {config_path}")
+    return DatabaseChoice(
+        _database_location(DEFAULT_DATABASE, config_path),
+        f"the default: {DEFAULT_DATABASE} next to {config_path}, which sets no settings.database",
+    )
 
 
 # --------------------------------------------------------------------------
@@ -179,7 +259,8 @@ def format_duration(seconds: float) -> str:
 # loading
 
 
-_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$$`` (a literal ``$``), ``${file:NAME}`` (a credential file), ``${NAME}`` (the environment)
+_SUBST = re.compile(r"\$\$|\$\{file:([^}]*)\}|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Loader:
@@ -189,6 +270,8 @@ class _Loader:
         self.path = path
         self.env = env
         self.problems: list[Problem] = []
+        self.secrets: set[str] = set()  # every value a substitution put in
+        self.files: dict[Path, str] = {}  # ${file:...} read so far, each once per load
         self.constructor = yaml.constructor.SafeConstructor()
 
     def error(self, node: Node | None, message: str, offset: int | None = None) -> None:
@@ -206,6 +289,46 @@ class _Loader:
             return None
         return self.substitute(node, node.value)
 
+    def credential_file(self, name: str) -> tuple[Path | None, str]:
+        """(the file ``${file:NAME}`` names, or None) and else why it can't be used.
+
+        A relative NAME is a credential in ``$CREDENTIALS_DIRECTORY`` (systemd's
+        ``LoadCredential=``), an absolute one a path.
+        """
+        if not name:
+            return None, "${file:...} needs a file name"
+        if os.path.isabs(name):
+            return Path(name), ""
+        if "/" in name:
+            return None, f"${{file:{name}}}: a credential name has no '/'; give an absolute path"
+        folder = self.env.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            return None, (
+                f"${{file:{name}}}: CREDENTIALS_DIRECTORY is not set (systemd sets it for "
+                "LoadCredential=; elsewhere set it or give an absolute path)"
+            )
+        return Path(folder) / name, ""
+
+    def read_credential(self, path: Path) -> tuple[str | None, str]:
+        """(the file's text without one trailing newline, or None) and else why not."""
+        if path in self.files:
+            return self.files[path], ""
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_CREDENTIAL_BYTES + 1)
+        except OSError as exc:
+            return None, f"can't read credential file {path}: {exc.strerror or exc}"
+        if len(data) > MAX_CREDENTIAL_BYTES:
+            return None, f"credential file {path} is larger than {MAX_CREDENTIAL_BYTES} bytes"
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, f"credential file {path} is not UTF-8 text"
+        # Editors and `echo` end a file with a newline that is not part of the secret.
+        text = text.removesuffix("\n").removesuffix("\r")
+        self.files[path] = text
+        return text, ""
+
     def substitute(self, node: ScalarNode, value: str) -> str | None:
         failed = False
 
@@ -213,14 +336,23 @@ class _Loader:
             nonlocal failed
             if m.group(0) == "$$":
                 return "$"
-            name = m.group(1)
-            if name not in self.env:
-                self.error(node, f"environment variable {name} is not set", m.start())
+            result: str | None
+            if m.group(2) is not None:
+                name = m.group(2)
+                result = self.env.get(name)
+                problem = "" if result is not None else f"environment variable {name} is not set"
+            else:
+                path, problem = self.credential_file(m.group(1))
+                result, problem = self.read_credential(path) if path else (None, problem)
+            if result is None:
+                self.error(node, problem, m.start())
                 failed = True
                 return ""
-            return self.env[name]
+            if result:
+                self.secrets.add(result)
+            return result
 
-        result = _ENV.sub(repl, value)
+        result = _SUBST.sub(repl, value)
         return None if failed else result
 
     def scalar(self, node: Node) -> Any:
@@ -351,6 +483,7 @@ def _notifiers(ld: _Loader, node: Node) -> tuple[NotifierSpec, ...]:
         if not urls and isinstance(v, SequenceNode):
             ld.error(v, f"notifier {name!r} needs at least one apprise URL")
         for url, unode in urls:
+            ld.secrets.update(url_credentials(url))
             problem = notify.url_problem(url)
             if problem:
                 ld.error(unode, f"notifier {name!r}: {problem}")
@@ -395,6 +528,7 @@ def _feeds(ld: _Loader, node: Node) -> tuple[FeedSpec, ...]:
         url = values.get("url")
         if url is None:
             continue
+        ld.secrets.update(url_credentials(url, notifier=False))
         if not re.match(r"https?://[^/\s]+", url, re.IGNORECASE):
             ld.error(url_node, f"feed url must start with http:// or https://, got {url!r}")
             continue
@@ -454,7 +588,10 @@ def _rules(
 
 
 def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
-    """Validate the text of a feeds.yaml; raises ConfigError with every problem."""
+    """Validate the text of a feeds.yaml; raises ConfigError with every problem.
+
+    ``path`` is kept as given: relative paths in the config resolve next to it.
+    """
     ld = _Loader(path.name, env)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -475,26 +612,46 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
     refs = {f.name for f in feeds if f.name} | {t for f in feeds for t in f.tags}
     notifier_names = {n.name for n in notifiers}
     rules = _rules(ld, sections["rules"], notifier_names, refs) if "rules" in sections else ()
+    secrets = frozenset(ld.secrets)
     if ld.problems:
-        raise ConfigError(ld.problems)
-    return Config(path=path, settings=settings, notifiers=notifiers, feeds=feeds, rules=rules)
+        # A message may quote a substituted value ("got '...'"): never a secret.
+        redactor = Redactor(secrets)
+        problems = [replace(p, message=redactor.redact(p.message)) for p in ld.problems]
+        raise ConfigError(problems, secrets=secrets, database=settings.database)
+    return Config(
+        path=path,
+        settings=settings,
+        notifiers=notifiers,
+        feeds=feeds,
+        rules=rules,
+        secrets=secrets,
+        files=tuple(ld.files),
+    )
 
 
 def load_config(path: Path, env: Mapping[str, str]) -> Config:
-    """Read and validate feeds.yaml; raises ConfigError (also for an unreadable file)."""
+    """Read and validate feeds.yaml; raises ConfigError (also for an unreadable file).
+
+    The path is made absolute but not resolved (see ``Config``).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), 1, 1, f"can't read the config: {exc}")]) from None
-    return parse_config(text, path.resolve(), env)
+    return parse_config(text, Path(os.path.abspath(path)), env)
 
 
-def summary(config: Config, display: Callable[[str], str] = lambda url: url) -> str:
+def summary(
+    config: Config,
+    display: Callable[[str], str] = lambda url: url,
+    database: DatabaseChoice | None = None,
+) -> str:
     """A short human summary of a valid config, for ``monitor check``."""
     s = config.settings
+    db = f"{database.location} ({database.source})" if database else config.database_path()
     lines = [
         f"{config.path}: OK",
-        f"  database: {config.database_path()}",
+        f"  database: {db}",
         f"  feeds: {len(config.feeds)} (default interval {format_duration(s.interval)}, "
         f"extract {'on' if s.extract else 'off'}, max_age {format_duration(s.max_age)})",
     ]

@@ -4,8 +4,10 @@ Signal handlers only set events (as gunicorn does); the main loop acts on
 them. SIGTERM/SIGINT stop: no new polls, in-flight polls get a few seconds
 to finish (each commits in one transaction, so a cancelled one rolls back
 cleanly), then exit 0 well within systemd's 10 s. SIGHUP, or a change of
-feeds.yaml on disk, reloads the config; a broken edit is logged, shown by
-``monitor status``, and the last good config keeps running.
+feeds.yaml (or a ``${file:...}`` credential it reads) on disk, reloads the
+config; a broken edit is logged, shown by ``monitor status``, and the last
+good config keeps running. Each reload adds the new config's secrets to the
+log's redactor.
 """
 
 from __future__ import annotations
@@ -13,41 +15,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor import decide
 from monitor.app import App, process_pool
 from monitor.config import Config, ConfigError, load_config
+from monitor.redact import Redactor
 from monitor.scheduler import FeedScheduler
 from monitor.sdnotify import sd_notify, watchdog_interval
 
 log = logging.getLogger("monitor.daemon")
 
 STOP_GRACE = 6.0  # seconds in-flight polls get after SIGTERM
-CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml's mtime
+CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml and its credential files
 RETENTION_CHECK = 3600.0
 
+Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
 
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime_ns / 1e9
-    except OSError:
-        return None
+
+def fingerprint(paths: Iterable[Path]) -> Fingerprint:
+    """What the files named by ``paths`` are now, following symlinks.
+
+    The device and inode of the file a link points to now, not only its
+    mtime: a Kubernetes ConfigMap update swaps a ``..data`` symlink to a new
+    directory, whose feeds.yaml may well have the same mtime and size.
+    """
+    out: list[tuple[int, int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _watched(config: Config) -> tuple[Path, ...]:
+    return (config.path, *config.files)
 
 
 class Daemon:
     """``monitor run``."""
 
-    def __init__(self, app: App, env: Mapping[str, str]) -> None:
+    def __init__(self, app: App, env: Mapping[str, str], redactor: Redactor | None = None) -> None:
         self.app = app
         self.env = env
+        self.redactor = redactor or Redactor()
+        self.redactor.add(app.config.secrets)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.scheduler = FeedScheduler(app.poll)
-        self._config_mtime = _mtime(app.config.path)
+        self._watched = _watched(app.config)
+        self._fingerprint = fingerprint(self._watched)
 
     async def _schedule_all(self, config: Config) -> None:
         """Give every configured feed a job at its stored due time; drop removed feeds."""
@@ -74,12 +98,19 @@ class Daemon:
             self.scheduler.schedule(feed.key, max(due, now))
 
     async def _reload(self) -> None:
-        path = self.app.config.path
-        self._config_mtime = _mtime(path)
+        old = self.app.config
+        # Taken before reading, so an edit made while we read triggers another reload.
+        self._fingerprint = fingerprint(self._watched)
         try:
-            config = load_config(path, self.env)
+            # Off the loop: composing a 10,000-feed feeds.yaml takes seconds.
+            config = await asyncio.to_thread(load_config, old.path, self.env)
+            self.redactor.add(config.secrets)  # before anything about the new config is logged
+            if _watched(config) != self._watched:  # ${file:...} added or dropped
+                self._watched = _watched(config)
+                self._fingerprint = fingerprint(self._watched)
             self.app.reload(config)
         except ConfigError as exc:
+            self.redactor.add(exc.secrets)
             for problem in exc.problems:
                 log.error("config reload failed, keeping the last good config: %s", problem)
             self.app.storage.set_meta("config_error", str(exc))
@@ -87,11 +118,16 @@ class Daemon:
             return
         except Exception as exc:
             log.error("config reload failed, keeping the last good config: %s", exc)
-            self.app.storage.set_meta("config_error", str(exc))
+            self.app.storage.set_meta("config_error", self.redactor.redact(str(exc)))
             return
         self.app.storage.set_meta("config_error", None)
         await self._settle_outbox()
         await self._schedule_all(config)
+        if config.database_path() != old.database_path():
+            log.warning(
+                "settings.database changed; the daemon keeps using %s until it restarts",
+                self.app.database,
+            )
         log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
         sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
 
@@ -106,9 +142,10 @@ class Daemon:
     async def _watch_config(self) -> None:
         while not self.stop.is_set():
             await asyncio.sleep(CONFIG_CHECK)
-            mtime = _mtime(self.app.config.path)
-            if mtime is not None and mtime != self._config_mtime:
-                log.info("feeds.yaml changed on disk")
+            now = fingerprint(self._watched)
+            # A file missing for a moment (an editor's save, a link being swapped) is no change.
+            if now != self._fingerprint and now[0] is not None:
+                log.info("feeds.yaml or a credential file it reads changed on disk")
                 self.reload_requested.set()
 
     async def _watchdog(self, every: float) -> None:
@@ -151,7 +188,7 @@ class Daemon:
             len(config.feeds),
             len(config.rules),
             len(config.notifiers),
-            config.database_path(),
+            self.app.database,
         )
         sd_notify(f"READY=1\nSTATUS=watching {len(config.feeds)} feeds")
         while not self.stop.is_set():
@@ -188,12 +225,14 @@ class Daemon:
         return 0
 
 
-async def run_daemon(config: Config, env: Mapping[str, str], db: str | None) -> int:
-    """Run until SIGTERM; returns the exit code."""
+async def run_daemon(
+    config: Config, env: Mapping[str, str], db: str | None, *, redactor: Redactor | None = None
+) -> int:
+    """Run until SIGTERM; returns the exit code. ``redactor`` is the log's (see cli)."""
     app = App(config, db=db, executor=process_pool(config))
     try:
         app.storage.lock_for_daemon()  # one daemon per database
     except Exception:
         await app.close()
         raise
-    return await Daemon(app, env).run()
+    return await Daemon(app, env, redactor).run()

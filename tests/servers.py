@@ -111,15 +111,21 @@ class FeedServer:
 
 @dataclass
 class Webhook:
-    """Receives apprise ``json://`` posts; answers 503 while ``failing``."""
+    """Receives apprise ``json://`` posts; answers 503 while ``failing``.
+
+    ``headers`` has the request headers of each post received; with ``require``
+    set to (header, value) a post without that header value gets a 401.
+    """
 
     port: int = 0  # chosen at start; a never-started hook gets a port nobody listens on
     received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     failing: bool = False
     delay: float = 0.0  # seconds before answering (a slow endpoint)
     arrived: int = 0  # requests that reached the handler (answered or not yet)
     # called (in the server's thread) with each message before it is answered
     on_receive: Callable[[dict[str, Any]], None] | None = None
+    require: tuple[str, str] | None = None
     _server: _ThreadedApp | None = None
 
     @property
@@ -132,6 +138,9 @@ class Webhook:
         self.arrived += 1
         if self.failing:
             return web.Response(status=503, text="down for maintenance")
+        if self.require and request.headers.get(self.require[0]) != self.require[1]:
+            return web.Response(status=401, text="unauthorized")
+        self.headers.append(dict(request.headers))
         message = json.loads(await request.read())
         if self.delay:
             await asyncio.sleep(self.delay)

@@ -306,3 +306,72 @@ def test_matches_explains_and_rules_test_replays_stored_articles(
     assert "KI: would have fired on 1 of 3" in out and "Azure" not in out
     assert main(["-c", str(cfg), "matches", "--json"]) == 0
     assert len(_json_lines(capsys.readouterr().out)) == 1
+
+
+# --------------------------------------------------------------------------
+# which database a command uses
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["status", "--json"], ["matches"], ["rules", "test"]]
+)
+def test_read_only_commands_never_create_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    cfg = _config(tmp_path, "  - url: http://127.0.0.1:9/feed.xml\n", RULES)
+    assert main(["-c", str(cfg), *command]) == 1
+    err = capsys.readouterr().err
+    assert f"no database at {tmp_path}/monitor.db" in err
+    assert f"the default: monitor.db next to {cfg}, which sets no settings.database" in err
+    assert "--db PATH or MONITOR_DB=PATH" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feeds.yaml"]
+
+
+def test_monitor_db_chooses_the_database_of_every_command_and_db_option_wins(
+    site: FeedServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site.put("/feed.xml", rss([Item("DeepSeek news", site.url("/1"))]))
+    cfg = _config(tmp_path, f"  - url: {site.url('/feed.xml')}\n    extract: false\n", RULES)
+    state = tmp_path / "state" / "service.db"
+    state.parent.mkdir()
+    monkeypatch.setenv("MONITOR_DB", str(state))
+    assert main(["-c", str(cfg), "poll"]) == 0
+    assert state.exists() and not (tmp_path / "monitor.db").exists()
+    capsys.readouterr()
+
+    assert main(["-c", str(cfg), "status", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["database"] == {"path": str(state), "source": "MONITOR_DB"}
+    assert report["feeds"][0]["last_poll"] is not None
+    assert main(["-c", str(cfg), "status"]) == 0
+    assert capsys.readouterr().out.startswith(f"database {state} (MONITOR_DB)\n")
+    assert main(["-c", str(cfg), "matches", "--json"]) == 0
+    assert len(_json_lines(capsys.readouterr().out)) == 1
+    assert main(["-c", str(cfg), "check"]) == 0
+    assert f"database: {state} (MONITOR_DB)" in capsys.readouterr().out
+
+    other = tmp_path / "other.db"
+    assert main(["-c", str(cfg), "--db", str(other), "status"]) == 1
+    assert f"no database at {other}\n  (that path is --db)" in capsys.readouterr().err
+    assert not other.exists()
+
+
+def test_status_of_a_broken_config_reads_the_database_it_names(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put("/feed.xml", rss([]))
+    feeds = f"  - url: {site.url('/feed.xml')}\n    name: Kept\n"
+    cfg = _config(tmp_path, feeds, RULES, extra="  database: state/m.db\n")
+    (tmp_path / "state").mkdir()
+    assert main(["-c", str(cfg), "poll"]) == 0
+    cfg.write_text(cfg.read_text() + "  - name: Broken\n")
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "status", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "the config has errors" in captured.err
+    report = json.loads(captured.out)
+    assert report["database"]["path"] == str(tmp_path / "state" / "m.db")
+    assert [f["url"] for f in report["feeds"]] == [site.url("/feed.xml")]

@@ -14,7 +14,9 @@ import pytest
 from monitor.config import (
     Config,
     ConfigError,
+    DatabaseChoice,
     FeedSpec,
+    choose_database,
     format_duration,
     load_config,
     parse_config,
@@ -430,6 +432,175 @@ def test_secret_from_environment_reaches_the_notifier_url() -> None:
         'notifiers:\n  chat: "json://127.0.0.1:8099/${HOOK}"\n', {"HOOK": "s3cr3t-path"}
     )
     assert config.notifiers[0].urls == ("json://127.0.0.1:8099/s3cr3t-path",)
+
+
+# --------------------------------------------------------------------------
+# secrets: ${file:...} and what the config records
+
+
+def _creds(tmp_path: Path, **files: str) -> Path:
+    folder = tmp_path / "credentials"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_file_substitution_reads_a_credential_from_credentials_directory(tmp_path: Path) -> None:
+    folder = _creds(tmp_path, smtp_password="s3cret-pw\n")
+    config = _parse(
+        'notifiers:\n  mail: "mailtos://u:${file:smtp_password}@mail.example.com?to=a@example.com"\n',
+        {"CREDENTIALS_DIRECTORY": str(folder)},
+    )
+    assert config.notifiers[0].urls == ("mailtos://u:s3cret-pw@mail.example.com?to=a@example.com",)
+    assert "s3cret-pw" in config.secrets
+    assert config.files == (folder / "smtp_password",)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("tok\n", "tok"),
+        ("tok\r\n", "tok"),
+        ("tok\n\n", "tok\n"),  # only one newline is not part of the secret
+        ("tok", "tok"),
+        (" tok ", " tok "),
+    ],
+)
+def test_file_substitution_strips_one_trailing_newline(
+    tmp_path: Path, text: str, value: str
+) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(text.encode())
+    config = _parse(f"settings:\n  user_agent: 'x${{file:{path}}}x'\n")  # an absolute path
+    assert config.settings.user_agent == f"x{value}x"
+
+
+def test_file_problems_are_config_errors_at_their_column(tmp_path: Path) -> None:
+    folder = _creds(tmp_path)
+    (folder / "latin1").write_bytes(b"caf\xe9")
+    (folder / "huge").write_bytes(b"x" * (64 * 1024 + 1))
+    text = (
+        "settings:\n"
+        "  user_agent: 'a${file:missing}'\n"
+        "  database: ${file:sub/dir}\n"
+        "notifiers:\n"
+        "  a: json://127.0.0.1/${file:latin1}\n"
+        "  b: json://127.0.0.1/${file:huge}\n"
+        "  c: json://127.0.0.1/${file:}\n"
+    )
+    problems = _problems(text, {"CREDENTIALS_DIRECTORY": str(folder)})
+    assert problems == [
+        f"feeds.yaml:2:17: can't read credential file {folder}/missing: No such file or directory",
+        "feeds.yaml:3:13: ${file:sub/dir}: a credential name has no '/'; give an absolute path",
+        f"feeds.yaml:5:23: credential file {folder}/latin1 is not UTF-8 text",
+        f"feeds.yaml:6:23: credential file {folder}/huge is larger than 65536 bytes",
+        "feeds.yaml:7:23: ${file:...} needs a file name",
+    ]
+    assert _problems("settings:\n  user_agent: ${file:token}\n") == [
+        "feeds.yaml:2:15: ${file:token}: CREDENTIALS_DIRECTORY is not set (systemd sets it for "
+        "LoadCredential=; elsewhere set it or give an absolute path)"
+    ]
+
+
+def test_every_substituted_value_and_url_credential_is_a_secret(tmp_path: Path) -> None:
+    folder = _creds(tmp_path, hook="file-hook-token")
+    config = _parse(
+        """\
+        settings:
+          user_agent: "monitor ${UA}"
+        notifiers:
+          chat: "json://bot:${PW}@127.0.0.1:8099/${file:hook}"
+          tg: "tgram://123456789:AAFh2kP9xQ7mZ3vB8nL4cT6yR1wE5uI0oP/12345"
+        feeds:
+          - url: "https://news.example.com/feed?token=literal-tok"
+        """,
+        {"UA": "agent-string", "PW": "env-password", "CREDENTIALS_DIRECTORY": str(folder)},
+    )
+    assert config.secrets == {
+        "agent-string",
+        "env-password",
+        "file-hook-token",
+        "123456789:AAFh2kP9xQ7mZ3vB8nL4cT6yR1wE5uI0oP",
+        "literal-tok",
+    }
+
+
+def test_config_error_never_quotes_a_substituted_secret() -> None:
+    with pytest.raises(ConfigError) as info:
+        _parse(
+            "settings:\n  interval: ${INTERVAL}\n  database: state.db\n",
+            {"INTERVAL": "hunter2-secret"},
+        )
+    assert "hunter2-secret" not in str(info.value)
+    assert str(info.value) == (
+        "feeds.yaml:2:13: settings.interval: expected a duration like 30s, 10m, 1h, 2d, got '****'"
+    )
+    assert info.value.secrets == {"hunter2-secret"}
+    assert info.value.database == "state.db"  # so `status` still finds the store
+
+
+# --------------------------------------------------------------------------
+# where the config and the database are
+
+
+def test_symlinked_config_keeps_its_path_and_resolves_relative_paths_next_to_the_link(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "store" / "v1"
+    target.mkdir(parents=True)
+    (target / "feeds.yaml").write_text("settings:\n  database: monitor.db\n")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "feeds.yaml").symlink_to(target / "feeds.yaml")
+    config = load_config(etc / "feeds.yaml", {})
+    assert config.path == etc / "feeds.yaml"
+    assert config.database_path() == str(etc / "monitor.db")
+
+
+DATABASES = [
+    pytest.param(
+        "x.db", {"MONITOR_DB": "/env/m.db"}, "state.db", "{cwd}/x.db", "--db", id="option"
+    ),
+    pytest.param(
+        None, {"MONITOR_DB": "/env/m.db"}, "state.db", "/env/m.db", "MONITOR_DB", id="env"
+    ),
+    pytest.param(None, {"MONITOR_DB": "rel.db"}, None, "{cwd}/rel.db", "MONITOR_DB", id="env_rel"),
+    pytest.param(
+        None,
+        {"MONITOR_DB": ""},
+        "state.db",
+        "/etc/rss/state.db",
+        "settings.database in /etc/rss/feeds.yaml",
+        id="setting",
+    ),
+    pytest.param(
+        None,
+        {},
+        None,
+        "/etc/rss/monitor.db",
+        "the default: monitor.db next to /etc/rss/feeds.yaml, which sets no settings.database",
+        id="default",
+    ),
+    pytest.param(
+        "postgresql://db/m", {}, None, "postgresql://db/m", "--db", id="url_stays_as_it_is"
+    ),
+]
+
+
+@pytest.mark.parametrize(("option", "env", "setting", "location", "source"), DATABASES)
+def test_database_precedence_is_option_env_setting_default(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str | None,
+    env: dict[str, str],
+    setting: str | None,
+    location: str,
+    source: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    choice = choose_database(Path("/etc/rss/feeds.yaml"), setting, option=option, env=env)
+    assert choice == DatabaseChoice(location.format(cwd=tmp_path), source)
 
 
 # --------------------------------------------------------------------------

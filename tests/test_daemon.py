@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,12 +20,25 @@ from tests.servers import FeedServer, Mailbox, Webhook, alive, running, wait_for
 
 
 class Daemon:
-    """`python -m monitor run` with its log in a file."""
+    """`python -m monitor run` with its log in a file.
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    ``args`` replaces ``-c CONFIG run`` (e.g. the unit's ExecStart), ``cwd``
+    the config's folder as the working directory.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        env: dict[str, str] | None = None,
+        *,
+        args: list[str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.config = config
         self.env = {**os.environ, **(env or {})}
-        self.log = config.parent / "daemon.log"
+        self.args = args or ["-c", str(config), "run"]
+        self.cwd = cwd or config.parent
+        self.log = self.cwd / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -31,10 +46,10 @@ class Daemon:
             self._out.close()
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "-c", str(self.config), "run"],
+            [sys.executable, "-m", "monitor", *self.args],
             stdout=self._out,
             stderr=subprocess.STDOUT,
-            cwd=self.config.parent,
+            cwd=self.cwd,
             env=self.env,
         )
 
@@ -60,6 +75,7 @@ class Daemon:
             capture_output=True,
             check=True,
             cwd=self.config.parent,
+            env=self.env,
         )
         result: dict[str, object] = json.loads(out.stdout)
         return result
@@ -297,3 +313,211 @@ def test_killed_pool_workers_cost_no_alert_and_die_with_the_daemon(
     code, _ = daemon.stop(signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert wait_for(lambda: not any(alive(p) for p in workers), 10)
+
+
+# --------------------------------------------------------------------------
+# where the config and the database are; secrets from files
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+SMALL = """
+settings:
+  interval: 1s
+  retry_delay: 1s
+{settings}notifiers:
+  chat: "{chat}"
+feeds:
+  - url: {feed}
+    name: Testfeed
+    extract: false
+rules:
+  - name: R
+    keywords: [{keyword}]
+"""
+
+
+def test_configmap_symlink_swap_is_seen_and_reloaded(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    """A Kubernetes ConfigMap: feeds.yaml -> ..data/feeds.yaml, ..data -> v1, then -> v2."""
+    feeds, chat, _mail, _config = world
+    base = feeds.url("")
+    conf = _config.parent / "conf"
+    for version, keyword in (("v1", "DeepSeek"), ("v2", "Postgres")):  # same size
+        (conf / version).mkdir(parents=True)
+        text = SMALL.format(
+            settings="  database: monitor.db\n",
+            chat=chat.url,
+            feed=feeds.url("/feed.xml"),
+            keyword=keyword,
+        )
+        (conf / version / "feeds.yaml").write_text(text)
+    stamp = (conf / "v1" / "feeds.yaml").stat().st_mtime_ns
+    os.utime(conf / "v2" / "feeds.yaml", ns=(stamp, stamp))  # same mtime too
+    (conf / "..data").symlink_to("v1")
+    (conf / "feeds.yaml").symlink_to("..data/feeds.yaml")
+
+    daemon = Daemon(conf / "feeds.yaml")
+    daemon.start()
+    try:
+        assert wait_for(lambda: "monitor running" in daemon.text()), daemon.text()
+        # relative paths resolve next to the path named, not next to the link's target
+        assert (conf / "monitor.db").exists() and not (conf / "v1" / "monitor.db").exists()
+        (conf / "..data_tmp").symlink_to("v2")
+        os.replace(conf / "..data_tmp", conf / "..data")  # atomic, as the kubelet does it
+        assert wait_for(lambda: "config reloaded" in daemon.text()), daemon.text()
+        _publish(feeds, [Item("Postgres 18 erschienen", f"{base}/pg")])
+        assert wait_for(lambda: len(chat.received) == 1), daemon.text()
+        assert chat.received[0]["title"] == "[R] Postgres 18 erschienen"
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+
+
+def _unit_exec(key: str) -> list[str]:
+    """The arguments after the program of the shipped unit's ``key=`` line."""
+    unit = (REPO / "systemd" / "monitor.service").read_text()
+    (line,) = [ln for ln in unit.splitlines() if ln.startswith(f"{key}=")]
+    program, *args = shlex.split(line.split("=", 1)[1])
+    assert program == "/opt/rss-monitor/.venv/bin/monitor"
+    return args
+
+
+def test_service_and_operator_commands_read_the_same_database(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    """The shipped unit's command line, the installed config, and `monitor -c ... status`."""
+    feeds, chat, _mail, config = world
+    etc, state = config.parent / "etc", config.parent / "var-lib"
+    etc.mkdir()
+    state.mkdir()
+    installed = etc / "feeds.yaml"
+    installed.write_text(  # as the install steps say: the config names the state directory
+        SMALL.format(
+            settings=f"  database: {state}/monitor.db\n",
+            chat=chat.url,
+            feed=feeds.url("/feed.xml"),
+            keyword="DeepSeek",
+        )
+    )
+
+    def local(args: list[str]) -> list[str]:
+        return [
+            a.replace("/etc/rss-monitor", str(etc)).replace("/var/lib/rss-monitor", str(state))
+            for a in args
+        ]
+
+    assert "--db" not in _unit_exec("ExecStart") + _unit_exec("ExecStartPre")
+    daemon = Daemon(installed, args=local(_unit_exec("ExecStart")), cwd=state)
+    daemon.start()
+    try:
+        assert wait_for(lambda: "feed='Testfeed' status=200" in daemon.text()), daemon.text()
+        assert f"database {state}/monitor.db" in daemon.text()
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+
+    # an operator, from anywhere, with the config only
+    env = {k: v for k, v in os.environ.items() if k != "MONITOR_DB"}
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "-c", str(installed), "status", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=config.parent,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["database"] == {
+        "path": f"{state}/monitor.db",
+        "source": f"settings.database in {installed}",
+    }
+    assert report["feeds"][0]["last_poll"] is not None
+    assert sorted(p.name for p in etc.iterdir()) == ["feeds.yaml"]
+
+
+def test_rotated_credential_file_reaches_the_endpoint_after_a_reload(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    """The endpoint wants the new token: the alert waiting in the outbox goes out with it."""
+    feeds, chat, _mail, config = world
+    base = feeds.url("")
+    creds = config.parent / "credentials"
+    creds.mkdir()
+    (creds / "hook_token").write_text("old-token-1111\n")
+    config.write_text(
+        SMALL.format(
+            settings="",
+            chat=chat.url + "?+X-Api-Key=${file:hook_token}",
+            feed=feeds.url("/feed.xml"),
+            keyword="DeepSeek",
+        )
+    )
+    chat.require = ("X-Api-Key", "new-token-2222")
+    daemon = Daemon(config, {"CREDENTIALS_DIRECTORY": str(creds)})
+    daemon.start()
+    try:
+        assert wait_for(lambda: "monitor running" in daemon.text()), daemon.text()
+        _publish(feeds, [Item("DeepSeek eins", f"{base}/1")])
+        assert wait_for(lambda: "attempt=2" in daemon.text()), daemon.text()
+        assert "401" in str(daemon.status()["outbox"])
+        assert chat.received == []
+
+        (creds / "hook_token").write_text("new-token-2222\n")
+        daemon.send(signal.SIGHUP)
+        assert wait_for(lambda: "config reloaded" in daemon.text()), daemon.text()
+        assert wait_for(lambda: len(chat.received) == 1, 30), daemon.text()
+        _publish(feeds, [Item("DeepSeek eins", f"{base}/1"), Item("DeepSeek zwei", f"{base}/2")])
+        assert wait_for(lambda: len(chat.received) == 2), daemon.text()
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    assert [m["title"] for m in chat.received] == ["[R] DeepSeek eins", "[R] DeepSeek zwei"]
+    assert {h["X-Api-Key"] for h in chat.headers} == {"new-token-2222"}
+    assert "old-token-1111" not in daemon.text() and "new-token-2222" not in daemon.text()
+
+
+def test_reload_composes_a_large_config_off_the_event_loop(tmp_path: Path) -> None:
+    """Composing thousands of feeds takes a second or more: the event loop must not wait."""
+    from monitor.app import App
+    from monitor.config import load_config
+    from monitor.daemon import Daemon as MonitorDaemon
+
+    path = tmp_path / "feeds.yaml"
+    feeds = "".join(
+        f"  - url: https://f{i}.example.com/rss\n    name: Feed {i}\n" for i in range(4000)
+    )
+    path.write_text(f"feeds:\n{feeds}rules:\n  - name: R\n    keywords: [x]\n")
+    started = time.monotonic()
+    config = load_config(path, {})
+    load = time.monotonic() - started
+
+    async def reload_and_watch_the_loop() -> float:
+        loop = asyncio.get_running_loop()
+        app = App(config)
+        daemon = MonitorDaemon(app, {})
+        await daemon._schedule_all(config)  # as at start: the reload reschedules nothing
+        worst, reloading = 0.0, True
+
+        async def ticker() -> None:
+            nonlocal worst
+            while reloading:
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                worst = max(worst, loop.time() - before - 0.01)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        path.write_text(path.read_text().replace("keywords: [x]", "keywords: [y]"))
+        await daemon._reload()
+        reloading = False
+        await task
+        assert daemon.app.config.rules[0].keywords == ("y",)
+        await app.close()
+        return worst
+
+    worst = asyncio.run(reload_and_watch_the_loop())
+    assert load > 0.3, "the config should take a while to compose"
+    assert worst < load / 2, (worst, load)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -109,6 +110,72 @@ def test_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError, match="can't open database"):
         SQLiteStorage(path)
+
+
+# --------------------------------------------------------------------------
+# read-only opens (status, matches, rules test)
+
+
+def test_read_only_open_of_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    with pytest.raises(StorageError, match=f"no database at {path}"):
+        SQLiteStorage(path, readonly=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_open_reads_what_a_running_writer_committed_and_never_writes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "monitor.db"
+    writer = SQLiteStorage(path)
+    writer.ensure_feeds([FEED])
+    writer.commit_poll(_state(writer, title="News"), [_new(1)])  # in the WAL, not checkpointed
+    reader = SQLiteStorage(path, readonly=True)
+    try:
+        assert [(s.title, s.entries) for s in reader.feed_states()] == [("News", 1)]
+        with pytest.raises(sqlite3.OperationalError, match="readonly database"):
+            reader.set_meta("x", "y")
+        # every thread gets its own connection, read-only too
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(lambda: reader.feed_state(FEED).title).result() == "News"
+            with pytest.raises(sqlite3.OperationalError):
+                pool.submit(reader.ensure_feeds, ["https://other.example/feed"]).result()
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_read_only_open_of_a_stopped_daemons_database(tmp_path: Path) -> None:
+    path = tmp_path / "a dir?#%" / "monitor.db"  # characters a SQLite URI must escape
+    path.parent.mkdir()
+    writer = SQLiteStorage(path)
+    writer.set_meta("started", "yes")
+    writer.close()  # the last connection checkpoints and removes -wal and -shm
+    reader = SQLiteStorage(path, readonly=True)
+    assert reader.meta() == {"started": "yes"}
+    reader.close()
+
+
+def test_read_only_open_refuses_an_older_schema_and_says_the_daemon_upgrades_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    if SCHEMA_VERSION > 1:
+        with pytest.raises(StorageError, match=r"older than.*starting the daemon"):
+            SQLiteStorage(path, readonly=True)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 0")
+    with pytest.raises(StorageError, match="not an rss-monitor database"):
+        SQLiteStorage(path, readonly=True)
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="upgrade rss-monitor"):
+        SQLiteStorage(path, readonly=True)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
 
 
 # --------------------------------------------------------------------------

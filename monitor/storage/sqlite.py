@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from monitor.storage.base import (
     Delivery,
@@ -156,14 +157,33 @@ class SQLiteStorage:
     lock then never stalls the event loop) and each transaction stays on
     one connection. ``:memory:`` is a shared in-memory database, so every
     thread sees the same one.
+
+    ``readonly=True`` is for commands that only read (``status``, ``matches``,
+    ``rules test``): the file must exist and have this code's schema (it is
+    never created or migrated), and every connection is ``mode=ro``. It reads
+    a database the daemon is writing, WAL included. In WAL mode SQLite makes
+    the -wal and -shm files next to the database if they are missing, even
+    for a reader; it leaves them for the next writer, and when it runs as
+    root it gives them the database file's owner, so the service can still
+    open them.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
+        self.readonly = readonly
         self._uri = False
         self._target = self.path
         if self.path == ":memory:":
+            if readonly:
+                raise StorageError("an in-memory database can't be opened read-only")
             self._target = f"file:rss-monitor-{id(self)}?mode=memory&cache=shared"
+            self._uri = True
+        elif readonly:
+            # Never create or migrate: a command that only reads must find the service's
+            # database, not make a new empty one (mode=ro fails on a missing file).
+            if not os.path.exists(self.path):
+                raise StorageError(f"no database at {self.path}")
+            self._target = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
             self._uri = True
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -171,19 +191,40 @@ class SQLiteStorage:
         self._lock_fd: int | None = None
         try:
             self._connect()
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
+            if readonly:
+                self._check_version()
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
         except sqlite3.Error as exc:
             self.close()
-            raise StorageError(f"can't open database {self.path}: {exc}") from None
+            raise StorageError(self._open_error(exc)) from None
+        except StorageError:
+            self.close()
+            raise
+
+    def _open_error(self, exc: sqlite3.Error) -> str:
+        name = getattr(exc, "sqlite_errorname", "")
+        if self.readonly and name in ("SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT"):
+            # In WAL mode even a reader needs the -wal and -shm files next to the database.
+            folder = os.path.dirname(os.path.abspath(self.path))
+            return (
+                f"can't read database {self.path}: SQLite needs to create its -wal and -shm "
+                f"files in {folder}, which this user can't write; run the command as the "
+                "service's user or root"
+            )
+        return f"can't open database {self.path}: {exc}"
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
             self._target, isolation_level=None, check_same_thread=False, uri=self._uri
         )
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
+        if self.readonly:
+            db.execute("PRAGMA query_only=ON")
+        else:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
         self._local.db = db
         with self._conns_lock:
             self._conns.append(db)
@@ -195,13 +236,30 @@ class SQLiteStorage:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         return db if db is not None else self._connect()
 
+    def _newer(self, version: int) -> StorageError:
+        return StorageError(
+            f"database {self.path} has schema version {version}, newer than this "
+            f"rss-monitor understands ({SCHEMA_VERSION}); upgrade rss-monitor"
+        )
+
+    def _check_version(self) -> None:
+        """A read-only open can't migrate: refuse a schema other than ours."""
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise self._newer(version)
+        if version == 0:
+            raise StorageError(f"{self.path} is not an rss-monitor database (it has no schema)")
+        if version < SCHEMA_VERSION:
+            raise StorageError(
+                f"database {self.path} has schema version {version}, older than this "
+                f"rss-monitor's ({SCHEMA_VERSION}); starting the daemon (monitor run) "
+                "upgrades it"
+            )
+
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"database {self.path} has schema version {version}, newer than this "
-                f"rss-monitor understands ({SCHEMA_VERSION}); upgrade rss-monitor"
-            )
+            raise self._newer(version)
         for number in range(version, SCHEMA_VERSION):
             # executescript commits first, so the transaction is part of the script.
             try:
