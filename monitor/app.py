@@ -15,7 +15,7 @@ from monitor.config import Config, FeedSpec
 from monitor.delivery import Deliverer, RetryPolicy, Targets
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
-from monitor.pipeline import Context, Poller, PollOutcome
+from monitor.pipeline import Context, Poller, PollOutcome, Stopped
 from monitor.pool import WorkerPool
 from monitor.storage import Storage, open_storage
 
@@ -140,7 +140,10 @@ class App:
         feed = self.feed(key)
         if feed is None:
             return None
-        outcome = await self.poller.poll(feed)
+        try:
+            outcome = await self.poller.poll(feed)
+        except Stopped:  # shutting down: it stays due in the store and is polled after a restart
+            return None
         if outcome.alerts:
             self.deliverer.wake.set()
         return outcome.next_due

@@ -159,10 +159,15 @@ class Daemon:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
         sd_notify("STOPPING=1")
         log.info("stopping: %d polls in flight", self.scheduler.busy)
-        self.scheduler.shutdown()
-        deadline = asyncio.get_running_loop().time() + STOP_GRACE
-        while self.scheduler.busy and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        self.app.poller.stop()
+        cancelled = await self.scheduler.shutdown(STOP_GRACE)
+        if cancelled:
+            log.warning(
+                "%d polls did not finish within %g s and were cancelled (nothing of them"
+                " was stored; they poll again after a restart)",
+                cancelled,
+                STOP_GRACE,
+            )
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -90,6 +90,10 @@ class PollOutcome:
     next_due: datetime | None
 
 
+class Stopped(Exception):
+    """The poller was stopped (shutdown) before this poll could start."""
+
+
 @dataclass
 class Context:
     """What a poll reads from the running app; replaced whole on a config reload."""
@@ -124,6 +128,14 @@ class Poller:
         # than the workers parse.
         self._offload_slots = asyncio.Semaphore(offload_limit)
         self._poll_slots = asyncio.Semaphore(poll_limit)
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Start no more polls: a poll still waiting for its turn raises ``Stopped``.
+
+        Polls already running go on (the daemon gives them a grace period).
+        """
+        self._stopped = True
 
     def set_offload_limit(self, limit: int) -> None:
         """Bound the work queued for the pool anew (calls waiting now keep the old bound)."""
@@ -152,8 +164,11 @@ class Poller:
 
         At most ``poll_limit`` polls run at once; the rest wait their turn, so a
         round of thousands of due feeds holds only that many bodies in memory.
+        Raises ``Stopped`` when ``stop`` was called before its turn came.
         """
         async with self._poll_slots:
+            if self._stopped:
+                raise Stopped(feed.url)
             return await self._poll(feed, dry_run=dry_run)
 
     async def _poll(self, feed: FeedSpec, *, dry_run: bool) -> PollOutcome:

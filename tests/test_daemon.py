@@ -297,3 +297,35 @@ def test_killed_pool_workers_cost_no_alert_and_die_with_the_daemon(
     code, _ = daemon.stop(signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert wait_for(lambda: not any(alive(p) for p in workers), 10)
+
+
+def test_sigterm_lets_a_slow_poll_in_flight_finish_and_commit(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    """The grace period is real: the poll finishes, stores its entry, and is not redone."""
+    feeds, chat, _mail, config = world
+    config.write_text(config.read_text().replace("    name: Testfeed\n", "    extract: false\n"))
+    _publish(feeds, [Item("DeepSeek langsam", feeds.url("/slow/1"))])
+    feeds.delay["/feed.xml"] = 2.5
+    daemon = Daemon(config)
+    daemon.start()
+    assert wait_for(lambda: feeds.hits.get("/feed.xml", 0) >= 1, 20), daemon.text()
+    time.sleep(0.3)  # the request is at the server, waiting for its answer
+    code, took = daemon.stop()
+    log = daemon.text()
+    assert code == 0 and took < 10, log
+    assert "status=200 new=1 matched=1" in log, log  # the poll's own result line
+    assert "interrupted by shutdown" not in log and "Traceback" not in log, log
+    assert log.index("stopping: 1 polls in flight") < log.index("status=200 new=1")
+
+    feeds.delay.clear()
+    daemon.start()
+    assert wait_for(lambda: daemon.text().count("monitor running") == 2), daemon.text()
+    (feed,) = daemon.status()["feeds"]  # type: ignore[misc]
+    assert feed["entries"] == 1 and feed["matches"] == 1
+    assert wait_for(lambda: len(chat.received) == 1, 20), daemon.text()
+    assert wait_for(lambda: "status=200 new=0" in daemon.text() or "unchanged" in daemon.text())
+    time.sleep(1.5)
+    code, _ = daemon.stop()
+    assert code == 0
+    assert [m["title"] for m in chat.received] == ["[DeepSeek] DeepSeek langsam"]
