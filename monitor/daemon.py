@@ -28,7 +28,10 @@ log = logging.getLogger("monitor.daemon")
 
 STOP_GRACE = 6.0  # seconds in-flight polls get after SIGTERM
 CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml's mtime
-RETENTION_CHECK = 3600.0
+RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
+PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
+PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
+PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
 
 
 def _mtime(path: Path) -> float | None:
@@ -48,6 +51,8 @@ class Daemon:
         self.reload_requested = asyncio.Event()
         self.scheduler = FeedScheduler(app.poll)
         self._config_mtime = _mtime(app.config.path)
+        self.prune_every = RETENTION_CHECK
+        self.prune_retry = PRUNE_RETRY
 
     async def _schedule_all(self, config: Config) -> None:
         """Give every configured feed a job at its stored due time; drop removed feeds."""
@@ -108,14 +113,38 @@ class Daemon:
             await asyncio.sleep(every)
 
     async def _housekeeping(self) -> None:
+        """Drop stored article text older than the retention, every ``prune_every`` seconds.
+
+        The store works in its own threads, a batch per transaction, so neither
+        the event loop nor a poll waiting to commit waits for a big prune. A
+        failure is logged and retried after ``prune_retry`` seconds, forever:
+        housekeeping never ends before the daemon does.
+        """
+        loop = asyncio.get_running_loop()
         while not self.stop.is_set():
-            now = datetime.now(UTC)
-            retention = self.app.config.settings.retention
-            dropped = self.app.storage.prune(now - timedelta(seconds=retention))
+            cutoff = datetime.now(UTC) - timedelta(seconds=self.app.config.settings.retention)
+            dropped = 0
+            wait = self.prune_every
+            try:
+                while not self.stop.is_set():
+                    n = await loop.run_in_executor(
+                        self.app.db_threads, self.app.storage.prune, cutoff, PRUNE_BATCH
+                    )
+                    dropped += n
+                    if n < PRUNE_BATCH:
+                        break
+                    await asyncio.sleep(PRUNE_PAUSE)
+            except Exception as exc:
+                log.error(
+                    "pruning stored article text failed, trying again in %g s: %s",
+                    self.prune_retry,
+                    exc,
+                )
+                wait = self.prune_retry
             if dropped:
                 log.info("dropped the stored text of %d articles older than the retention", dropped)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), RETENTION_CHECK)
+                await asyncio.wait_for(self.stop.wait(), wait)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

@@ -376,3 +376,17 @@ def test_meta_set_and_forget(store: SQLiteStorage) -> None:
     store.set_meta("b", "x")
     store.set_meta("b", None)
     assert store.meta() == {"a": "2"}
+
+
+def test_prune_with_a_limit_drops_the_oldest_in_batches(store: SQLiteStorage) -> None:
+    store.commit_poll(
+        _state(store),
+        [_new(n, at=T0 + timedelta(minutes=n), document={"title": f"t{n}"}) for n in range(7)],
+    )
+    cutoff = T0 + timedelta(minutes=5)  # 0..4 are older
+    assert store.prune(cutoff, limit=2) == 2
+    assert [a.title for a in store.articles_since(T0)] == [f"Article {n}" for n in range(2, 7)]
+    assert store.prune(cutoff, limit=2) == 2
+    assert store.prune(cutoff, limit=2) == 1
+    assert store.prune(cutoff, limit=2) == 0
+    assert [a.title for a in store.articles_since(T0)] == ["Article 5", "Article 6"]

@@ -155,8 +155,13 @@ class Storage(Protocol):
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         """Stored normalized article texts, oldest first."""
 
-    def prune(self, text_before: datetime) -> int:
-        """Drop stored article texts older than the retention; returns how many."""
+    def prune(self, text_before: datetime, limit: int | None = None) -> int:
+        """Drop stored article texts older than ``text_before``; returns how many.
+
+        With ``limit``, at most that many (the oldest) in one short transaction:
+        call again while it returns ``limit``. Entries themselves are never
+        dropped, so an entry is never new twice.
+        """
 
     def set_meta(self, key: str, value: str | None) -> None:
         """Remember (or forget, with None) a fact about the daemon, e.g. a reload error."""

@@ -455,8 +455,17 @@ class SQLiteStorage:
             for key, feed, title, link, stored, fields in rows
         ]
 
-    def prune(self, text_before: datetime) -> int:
-        cur = self._db.execute("DELETE FROM articles WHERE stored < ?", (text_before.timestamp(),))
+    def prune(self, text_before: datetime, limit: int | None = None) -> int:
+        if limit is None:
+            cur = self._db.execute(
+                "DELETE FROM articles WHERE stored < ?", (text_before.timestamp(),)
+            )
+        else:
+            cur = self._db.execute(
+                "DELETE FROM articles WHERE entry IN (SELECT entry FROM articles"
+                " WHERE stored < ? ORDER BY stored LIMIT ?)",
+                (text_before.timestamp(), limit),
+            )
         return cur.rowcount
 
     def set_meta(self, key: str, value: str | None) -> None:
