@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 from collections.abc import Iterable
@@ -18,6 +19,9 @@ from monitor.netsafety import origin
 from monitor.pipeline import Context, Poller, PollOutcome, Stopped
 from monitor.pool import WorkerPool
 from monitor.storage import Storage, open_storage
+from monitor.storage.base import FeedRef
+
+log = logging.getLogger("monitor.app")
 
 USER_AGENT = f"rss-monitor/{__version__} (+https://pypi.org/project/rss-monitor/)"
 
@@ -55,6 +59,23 @@ def build_targets(config: Config, console: TextIO | None = None) -> Targets:
     return targets
 
 
+def know_feeds(storage: Storage, config: Config) -> None:
+    """Make the store know every feed of ``config``; log the feeds that moved to a new URL."""
+    for moved in storage.ensure_feeds(FeedRef(f.url, f.name) for f in config.feeds):
+        log.info(
+            "feed at %s continues the feed configured at %s (%s): its entries are not new",
+            moved.url,
+            moved.earlier,
+            moved.reason,
+        )
+        if moved.rivals:
+            log.warning(
+                "%s could also have been the feed configured at %s; it starts as a new feed",
+                ", ".join(moved.rivals),
+                moved.earlier,
+            )
+
+
 def pool_size(config: Config | None = None) -> int:
     """Worker processes: ``settings.workers``, else one per CPU this process may use, at most 4."""
     if config is not None and config.settings.workers is not None:
@@ -88,7 +109,7 @@ class App:
         self._feeds = {f.key: f for f in config.feeds}
         self._console = console
         self.storage: Storage = open_storage(db or config.database_path())
-        self.storage.ensure_feeds(f.key for f in config.feeds)
+        know_feeds(self.storage, config)
         # Store calls of the event loop run here (each thread has its own connection).
         self.db_threads = ThreadPoolExecutor(2, thread_name_prefix="db")
         self.executor = executor
@@ -120,7 +141,7 @@ class App:
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
         targets = build_targets(config, self._console)  # may raise: nothing changes then
-        self.storage.ensure_feeds(f.key for f in config.feeds)
+        know_feeds(self.storage, config)
         fetcher = self.context.fetcher
         policy = fetch_policy(config)
         if policy != fetcher.policy:
@@ -149,10 +170,12 @@ class App:
         return outcome.next_due
 
     async def poll_round(
-        self, feeds: Iterable[FeedSpec], *, dry_run: bool = False
+        self, feeds: Iterable[FeedSpec], *, dry_run: bool = False, force: bool = False
     ) -> list[PollOutcome]:
-        """Poll the given feeds once, concurrently (the fetcher bounds concurrency)."""
-        return list(await asyncio.gather(*(self.poller.poll(f, dry_run=dry_run) for f in feeds)))
+        """Poll the given feeds once, concurrently (the fetcher bounds concurrency);
+        ``force`` polls paused feeds too."""
+        polls = (self.poller.poll(f, dry_run=dry_run, force=force) for f in feeds)
+        return list(await asyncio.gather(*polls))
 
     async def close(self) -> None:
         for fetcher in [self.context.fetcher, *self._retired]:

@@ -1,11 +1,14 @@
 """The daemon's lifecycle: start, signals, config reloads, sd_notify, clean stop.
 
 Signal handlers only set events (as gunicorn does); the main loop acts on
-them. SIGTERM/SIGINT stop: no new polls, in-flight polls get a few seconds
-to finish (each commits in one transaction, so a cancelled one rolls back
-cleanly), then exit 0 well within systemd's 10 s. SIGHUP, or a change of
-feeds.yaml on disk, reloads the config; a broken edit is logged, shown by
-``monitor status``, and the last good config keeps running.
+them. SIGTERM/SIGINT stop: no new polls, in-flight polls get ``STOP_GRACE``
+seconds to finish and commit; what is left then is cancelled (each poll
+commits in one transaction, so a cancelled one rolls back cleanly), and the
+daemon exits 0 well within systemd's 10 s. SIGHUP, or a change of feeds.yaml
+on disk, reloads the config; a broken edit is logged, shown by ``monitor
+status``, and the last good config keeps running. ``monitor feeds pause`` and
+``resume`` write the store; the daemon looks for them every ``FEEDS_CHECK``
+seconds, so it needs no signal (and the command no permission to send one).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import signal
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from monitor import decide
@@ -28,6 +32,8 @@ log = logging.getLogger("monitor.daemon")
 
 STOP_GRACE = 6.0  # seconds in-flight polls get after SIGTERM
 CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml's mtime
+FEEDS_CHECK = 2.0  # seconds between looks for `monitor feeds pause/resume` in the store
+_SLACK = timedelta(seconds=1)  # a stored due time this much before the job's: moved up
 RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
 PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
 PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
@@ -55,28 +61,54 @@ class Daemon:
         self.prune_retry = PRUNE_RETRY
 
     async def _schedule_all(self, config: Config) -> None:
-        """Give every configured feed a job at its stored due time; drop removed feeds."""
+        """Give every configured feed a job at its stored due time; drop removed and paused
+        feeds; move up a job whose stored due time is earlier (``monitor feeds resume``)."""
         now = datetime.now(UTC)
-        states = {s.key: s for s in self.app.storage.feed_states(counts=False)}
+        loop = asyncio.get_running_loop()
+        # 100,000 feeds take a while to read: not on the event loop.
+        all_states = await loop.run_in_executor(
+            self.app.db_threads, partial(self.app.storage.feed_states, counts=False)
+        )
+        states = {s.configured: s for s in all_states}
         wanted = {f.key for f in config.feeds}
         scheduled = self.scheduler.keys()
         for key in scheduled - wanted:
             self.scheduler.unschedule(key)
-        new = [f for f in config.feeds if f.key not in states or states[f.key].last_poll is None]
+        new = [f for f in config.feeds if f.url not in states or states[f.url].last_poll is None]
         for i, feed in enumerate(config.feeds):
             if i % 500 == 499:
                 await asyncio.sleep(0)  # thousands of feeds: don't stall the loop
-            state = states.get(feed.key)
-            if state is not None and state.gone:
+            state = states.get(feed.url)
+            if state is not None and state.paused:
                 self.scheduler.unschedule(feed.key)
                 continue
+            if self.scheduler.running(feed.key):
+                continue  # its poll schedules the next one
+            stored = state.next_due if state and state.last_poll else None
             if feed.key in scheduled:
-                continue
+                planned = self.scheduler.next_run(feed.key)
+                if stored is None or planned is None or stored >= planned - _SLACK:
+                    continue
             interval = config.feed_interval(feed)
-            due = state.next_due if state and state.next_due else None
-            if due is None or (state and state.last_poll is None):
-                due = decide.first_due(now, interval, self.app.rng, len(new))
+            due = stored or decide.first_due(now, interval, self.app.rng, len(new))
             self.scheduler.schedule(feed.key, max(due, now))
+
+    async def _watch_feeds(self) -> None:
+        """Apply ``monitor feeds pause/resume`` (written to the store) within seconds."""
+        loop = asyncio.get_running_loop()
+        seen = None
+        while not self.stop.is_set():
+            try:
+                meta = await loop.run_in_executor(self.app.db_threads, self.app.storage.meta)
+                changed = meta.get("feeds_changed")
+                if seen is not None and changed != seen:
+                    log.info("feeds paused or resumed: rescheduling")
+                    await self._schedule_all(self.app.config)
+                seen = changed or ""
+            except Exception as exc:  # the store is busy or broken: try again next time
+                log.error("reading paused and resumed feeds failed: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), FEEDS_CHECK)
 
     async def _reload(self) -> None:
         path = self.app.config.path
@@ -160,6 +192,7 @@ class Daemon:
             asyncio.create_task(self.app.deliverer.run_forever(self.stop)),
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._housekeeping()),
+            asyncio.create_task(self._watch_feeds()),
         ]
         every = watchdog_interval()
         if every:

@@ -71,7 +71,8 @@ class FeedScheduler:
         job = self._scheduler.get_job(key)
         if job is None:
             return None
-        when: datetime | None = job.next_run_time
+        # A job added before the scheduler started has no next_run_time yet.
+        when: datetime | None = getattr(job, "next_run_time", None)
         return when
 
     def running(self, key: str) -> bool:
