@@ -16,9 +16,12 @@ from monitor.config import Config, FeedSpec
 from monitor.delivery import Deliverer, RetryPolicy, Targets
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
-from monitor.pipeline import Context, Poller, PollOutcome
+from monitor.pipeline import Context, Poller, PollOutcome, Stopped
 from monitor.pool import WorkerPool
 from monitor.storage import Storage, open_storage
+from monitor.storage.base import FeedRef
+
+log = logging.getLogger("monitor.app")
 
 log = logging.getLogger("monitor.app")
 
@@ -58,6 +61,23 @@ def build_targets(config: Config, console: TextIO | None = None) -> Targets:
     return targets
 
 
+def know_feeds(storage: Storage, config: Config) -> None:
+    """Make the store know every feed of ``config``; log the feeds that moved to a new URL."""
+    for moved in storage.ensure_feeds(FeedRef(f.url, f.name) for f in config.feeds):
+        log.info(
+            "feed at %s continues the feed configured at %s (%s): its entries are not new",
+            moved.url,
+            moved.earlier,
+            moved.reason,
+        )
+        if moved.rivals:
+            log.warning(
+                "%s could also have been the feed configured at %s; it starts as a new feed",
+                ", ".join(moved.rivals),
+                moved.earlier,
+            )
+
+
 def pool_size(config: Config | None = None) -> int:
     """Worker processes: ``settings.workers``, else one per CPU this process may use, at most 4."""
     if config is not None and config.settings.workers is not None:
@@ -92,7 +112,7 @@ class App:
         self._console = console
         self.database = db or config.database_path()
         self.storage: Storage = open_storage(self.database)
-        self.storage.ensure_feeds(f.key for f in config.feeds)
+        know_feeds(self.storage, config)
         # Store calls of the event loop run here (each thread has its own connection).
         self.db_threads = ThreadPoolExecutor(2, thread_name_prefix="db")
         self.executor = executor
@@ -145,8 +165,13 @@ class App:
 
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
+        know_feeds(self.storage, config)
+        self.switch(config)
+
+    def switch(self, config: Config) -> None:
+        """The part of ``reload`` after the store knows the config's feeds (the daemon runs
+        ``know_feeds`` in a store thread first, so the event loop never waits for SQLite)."""
         targets = build_targets(config, self._console)  # may raise: nothing changes then
-        self.storage.ensure_feeds(f.key for f in config.feeds)
         fetcher = self.context.fetcher
         policy = fetch_policy(config)
         if policy != fetcher.policy:
@@ -167,16 +192,21 @@ class App:
         feed = self.feed(key)
         if feed is None:
             return None
-        outcome = await self.poller.poll(feed)
+        try:
+            outcome = await self.poller.poll(feed)
+        except Stopped:  # shutting down: it stays due in the store and is polled after a restart
+            return None
         if outcome.alerts:
             self.deliverer.wake()
         return outcome.next_due
 
     async def poll_round(
-        self, feeds: Iterable[FeedSpec], *, dry_run: bool = False
+        self, feeds: Iterable[FeedSpec], *, dry_run: bool = False, force: bool = False
     ) -> list[PollOutcome]:
-        """Poll the given feeds once, concurrently (the fetcher bounds concurrency)."""
-        return list(await asyncio.gather(*(self.poller.poll(f, dry_run=dry_run) for f in feeds)))
+        """Poll the given feeds once, concurrently (the fetcher bounds concurrency);
+        ``force`` polls paused feeds too."""
+        polls = (self.poller.poll(f, dry_run=dry_run, force=force) for f in feeds)
+        return list(await asyncio.gather(*polls))
 
     async def close(self) -> None:
         for fetcher in [self.context.fetcher, *self._retired]:

@@ -94,6 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     ma.add_argument("--since", default="7d", help="how far back (default 7d)")
     ma.add_argument("--rule", help="only this rule")
     ma.add_argument("--json", action="store_true")
+    fd = sub.add_parser(
+        "feeds", parents=[common], help="list feeds and their state; pause or resume one"
+    )
+    fd.add_argument("--json", action="store_true", help="one JSON object per feed")
+    fd_sub = fd.add_subparsers(dest="feeds_command", metavar="SUBCOMMAND")
+    for action, text in (
+        ("pause", "stop polling a feed until it is resumed"),
+        ("resume", "poll a paused, gone (410) or failing feed again now"),
+    ):
+        one = fd_sub.add_parser(action, parents=[common], help=text)
+        one.add_argument(
+            "name", metavar="NAME", help="the feed's name as status shows it, or its URL"
+        )
     im = sub.add_parser("import-opml", parents=[common], help="add the feeds of an OPML file")
     im.add_argument("file", help="OPML file (e.g. exported from another feed reader)")
     sub.add_parser("export-opml", parents=[common], help="print the feeds as OPML")
@@ -191,7 +204,10 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
     app = App(config, db=database, console=sys.stderr)  # stdout is for the matches
     daemon = None
     try:
-        outcomes = await app.poll_round(feeds, dry_run=args.dry_run)
+        if not args.feed:  # a paused feed is polled only when named
+            paused = {s.configured for s in app.storage.feed_states(counts=False) if s.paused}
+            feeds = [f for f in feeds if f.url not in paused]
+        outcomes = await app.poll_round(feeds, dry_run=args.dry_run, force=bool(args.feed))
         daemon = app.storage.daemon_pid()
         if not args.dry_run and daemon is None:
             await app.deliverer.run_once()
@@ -245,39 +261,62 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failures else EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    config: Config | None
-    setting: str | None
+def _load_for_store(args: argparse.Namespace) -> tuple[Config | None, str | None, str | None]:
+    """The config (None when it has errors: the store is still shown), its problem, and its
+    ``settings.database`` (read even from a broken config)."""
     try:
         config = _load(args.config)
-        config_problem, setting = None, config.settings.database
     except ConfigError as exc:
-        config, config_problem, setting = None, str(exc), exc.database
         print(f"monitor: the config has errors (showing the store anyway):\n{exc}", file=sys.stderr)
+        return None, str(exc), exc.database
+    return config, None, config.settings.database
+
+
+def _feeds_of(
+    config: Config | None, states: Sequence[FeedState]
+) -> list[tuple[str, FeedSpec, FeedState]]:
+    """(name as status shows it, configured feed, its stored state) for every feed.
+
+    Without a config, every stored feed; a configured feed the store doesn't
+    know yet (the daemon has not loaded it) shows as never polled.
+    """
+    by_url = {s.configured or s.key: s for s in states}
+    specs = list(config.feeds) if config else [FeedSpec(url=url) for url in by_url]
+    out = []
+    for spec in specs:
+        state = by_url.get(spec.url) or FeedState(key=spec.url, url=spec.url, configured=spec.url)
+        out.append((spec.name or state.title or spec.url, spec, state))
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config, config_problem, setting = _load_for_store(args)
     store, database = _read_store(args, setting)
     try:
-        states = {s.key: s for s in store.feed_states()}
+        states = store.feed_states()
         outbox = store.outbox_stats()
         meta = store.meta()
     finally:
         store.close()
-    specs = list(config.feeds) if config else [FeedSpec(url=k) for k in states]
     configured = set(config.notifier_urls()) if config else set(outbox.notifiers)
     feeds: list[dict[str, object]] = []
-    for spec in specs:
-        s = states.get(spec.key) or FeedState(key=spec.key, url=spec.url)  # not polled yet
+    for name, spec, s in _feeds_of(config, states):
         feeds.append(
             {
-                "feed": spec.name or s.title or spec.url,
+                "feed": name,
                 "url": s.url,
                 "configured_url": spec.url if s.url != spec.url else None,
+                "state": s.condition,
                 "last_poll": _iso(s.last_poll),
                 "status": s.last_status,
                 "error": s.last_error,
                 "errors_in_a_row": s.error_count,
-                "next_poll": None if s.gone else _iso(s.next_due),
+                "next_poll": None if s.paused else _iso(s.next_due),
                 "gone": s.gone,
+                "paused": s.paused,
+                "earlier_urls": list(s.earlier_urls),
                 "article_error": s.article_error,
+                "entry_error": s.entry_error,
                 "entries": s.entries,
                 "matches": s.matches,
             }
@@ -309,7 +348,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"database {database.location} ({database.source})")
     for row in feeds:
-        when = "GONE (410), not polled" if row["gone"] else f"next {row['next_poll'] or 'soon'}"
+        when = f"next {row['next_poll'] or 'soon'}"
+        if row["paused"]:
+            when = "PAUSED, not polled (monitor feeds resume NAME)"
+        elif row["gone"]:
+            when = f"GONE (410), asked again daily: {when}"
         print(
             f"{row['feed']}\n    last poll {row['last_poll'] or 'never'}, "
             f"HTTP {row['status'] or '-'}, {when}, {row['entries']} entries, "
@@ -317,10 +360,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         if row["configured_url"]:
             print(f"    moved permanently: now polling {row['url']}")
+        if row["earlier_urls"]:
+            print(f"    earlier URLs: {', '.join(row['earlier_urls'])}")  # type: ignore[arg-type]
         if row["error"]:
             print(f"    ERROR ({row['errors_in_a_row']} in a row): {row['error']}")
         if row["article_error"]:
             print(f"    last article page not used: {row['article_error']}")
+        if row["entry_error"]:
+            print(f"    last entry given up: {row['entry_error']}")
     print(f"outbox: {outbox.pending} pending, {outbox.failed} failed, {outbox.sent} sent")
     for name, n in outbox.notifiers.items():
         gone = "" if name in configured else " (no longer in the config: nothing more is sent)"
@@ -331,6 +378,73 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"config reload FAILED, running the last good config:\n{meta['config_error']}")
     elif config_problem:
         print(f"config has errors: a reload or restart would fail:\n{config_problem}")
+    return EXIT_OK
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    config, _problem, setting = _load_for_store(args)
+    store, database = _read_store(args, setting)  # exists: checked, never created here
+    if args.feeds_command:  # pause/resume write: the same database, opened for writing
+        store.close()
+        store = open_storage(database.location)
+    try:
+        states = store.feed_states(counts=False)
+        rows = _feeds_of(config, states)
+        if args.feeds_command:
+            stored = {s.configured for s in states}
+            return _pause_or_resume(store, rows, stored, args.feeds_command, args.name)
+    finally:
+        store.close()
+    for name, spec, s in rows:
+        row = {
+            "name": name,
+            "url": s.url,
+            "configured_url": spec.url,
+            "state": s.condition,
+            "last_poll": _iso(s.last_poll),
+            "next_poll": None if s.paused else _iso(s.next_due),
+            "error": s.last_error,
+        }
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+            continue
+        when = "not polled" if s.paused else f"next poll {row['next_poll'] or 'soon'}"
+        print(f"{name}  {s.condition.upper()}  last poll {row['last_poll'] or 'never'}, {when}")
+        print(f"    {s.url}" + (f" (configured: {spec.url})" if s.url != spec.url else ""))
+        if s.last_error:
+            print(f"    error: {s.last_error}")
+    return EXIT_OK
+
+
+def _pause_or_resume(
+    store: Storage,
+    rows: list[tuple[str, FeedSpec, FeedState]],
+    stored: set[str | None],
+    action: str,
+    wanted: str,
+) -> int:
+    found = [r for r in rows if wanted in (r[0], r[1].name, r[1].url, r[2].url)]
+    if not found:
+        print(f"monitor: no feed named {wanted!r} (see `monitor feeds`)", file=sys.stderr)
+        return EXIT_USAGE
+    if len(found) > 1:
+        urls = ", ".join(spec.url for _n, spec, _s in found)
+        print(f"monitor: {wanted!r} names several feeds ({urls}); give its URL", file=sys.stderr)
+        return EXIT_USAGE
+    ((name, spec, state),) = found
+    if spec.url not in stored:
+        print(
+            f"monitor: {name} is not in the database yet: the daemon adds it when it loads"
+            " the config",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    if action == "pause":
+        store.pause_feed(state.key)
+        print(f"paused {name}: a running daemon stops polling it within seconds")
+    else:
+        store.resume_feed(state.key, datetime.now(UTC))
+        print(f"resumed {name}: a running daemon polls it within seconds")
     return EXIT_OK
 
 
@@ -477,6 +591,7 @@ COMMANDS = {
     "test-notify": cmd_test_notify,
     "status": cmd_status,
     "matches": cmd_matches,
+    "feeds": cmd_feeds,
     "rules": cmd_rules,
     "import-opml": cmd_import_opml,
     "export-opml": cmd_export_opml,

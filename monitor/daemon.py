@@ -1,13 +1,17 @@
 """The daemon's lifecycle: start, signals, config reloads, sd_notify, clean stop.
 
 Signal handlers only set events (as gunicorn does); the main loop acts on
-them. SIGTERM/SIGINT stop: no new polls, in-flight polls get a few seconds
-to finish (each commits in one transaction, so a cancelled one rolls back
-cleanly), then exit 0 well within systemd's 10 s. SIGHUP, or a change of
-feeds.yaml (or a ``${file:...}`` credential it reads) on disk, reloads the
-config; a broken edit is logged, shown by ``monitor status``, and the last
-good config keeps running. Each reload adds the new config's secrets to the
-log's redactor.
+them. SIGTERM/SIGINT stop: no new polls, in-flight polls get ``STOP_GRACE``
+seconds to finish and commit; what is left then is cancelled (each poll
+commits in one transaction, so a cancelled one rolls back cleanly); a send in
+flight finishes within the same grace and is recorded; the daemon exits 0 well
+within systemd's 10 s. SIGHUP, or a change of feeds.yaml (or a ``${file:...}``
+credential it reads) on disk, reloads the config; a broken edit is logged,
+shown by ``monitor status``, and the last good config keeps running. Each
+reload adds the new config's secrets to the log's redactor. ``monitor feeds
+pause`` and ``resume`` write the store; the daemon looks for them every
+``FEEDS_CHECK`` seconds, so it needs no signal (and the command no permission
+to send one).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import os
 import signal
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from monitor import decide
-from monitor.app import App, process_pool
+from monitor.app import App, know_feeds, process_pool
 from monitor.config import Config, ConfigError, load_config
 from monitor.redact import Redactor
 from monitor.scheduler import FeedScheduler
@@ -32,7 +37,12 @@ log = logging.getLogger("monitor.daemon")
 
 STOP_GRACE = 6.0  # seconds in-flight polls get after SIGTERM
 CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml and its credential files
-RETENTION_CHECK = 3600.0
+FEEDS_CHECK = 2.0  # seconds between looks for `monitor feeds pause/resume` in the store
+_SLACK = timedelta(seconds=1)  # a stored due time this much before the job's: moved up
+RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
+PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
+PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
+PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
 
 Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
 
@@ -72,30 +82,58 @@ class Daemon:
         self.scheduler = FeedScheduler(app.poll)
         self._watched = _watched(app.config)
         self._fingerprint = fingerprint(self._watched)
+        self.prune_every = RETENTION_CHECK
+        self.prune_retry = PRUNE_RETRY
 
     async def _schedule_all(self, config: Config) -> None:
-        """Give every configured feed a job at its stored due time; drop removed feeds."""
+        """Give every configured feed a job at its stored due time; drop removed and paused
+        feeds; move up a job whose stored due time is earlier (``monitor feeds resume``)."""
         now = datetime.now(UTC)
-        states = {s.key: s for s in self.app.storage.feed_states(counts=False)}
+        loop = asyncio.get_running_loop()
+        # 100,000 feeds take a while to read: not on the event loop.
+        all_states = await loop.run_in_executor(
+            self.app.db_threads, partial(self.app.storage.feed_states, counts=False)
+        )
+        states = {s.configured: s for s in all_states}
         wanted = {f.key for f in config.feeds}
         scheduled = self.scheduler.keys()
         for key in scheduled - wanted:
             self.scheduler.unschedule(key)
-        new = [f for f in config.feeds if f.key not in states or states[f.key].last_poll is None]
+        new = [f for f in config.feeds if f.url not in states or states[f.url].last_poll is None]
         for i, feed in enumerate(config.feeds):
             if i % 500 == 499:
                 await asyncio.sleep(0)  # thousands of feeds: don't stall the loop
-            state = states.get(feed.key)
-            if state is not None and state.gone:
+            state = states.get(feed.url)
+            if state is not None and state.paused:
                 self.scheduler.unschedule(feed.key)
                 continue
+            if self.scheduler.running(feed.key):
+                continue  # its poll schedules the next one
+            stored = state.next_due if state and state.last_poll else None
             if feed.key in scheduled:
-                continue
+                planned = self.scheduler.next_run(feed.key)
+                if stored is None or planned is None or stored >= planned - _SLACK:
+                    continue
             interval = config.feed_interval(feed)
-            due = state.next_due if state and state.next_due else None
-            if due is None or (state and state.last_poll is None):
-                due = decide.first_due(now, interval, self.app.rng, len(new))
+            due = stored or decide.first_due(now, interval, self.app.rng, len(new))
             self.scheduler.schedule(feed.key, max(due, now))
+
+    async def _watch_feeds(self) -> None:
+        """Apply ``monitor feeds pause/resume`` (written to the store) within seconds."""
+        loop = asyncio.get_running_loop()
+        seen = None
+        while not self.stop.is_set():
+            try:
+                meta = await loop.run_in_executor(self.app.db_threads, self.app.storage.meta)
+                changed = meta.get("feeds_changed")
+                if seen is not None and changed != seen:
+                    log.info("feeds paused or resumed: rescheduling")
+                    await self._schedule_all(self.app.config)
+                seen = changed or ""
+            except Exception as exc:  # the store is busy or broken: try again next time
+                log.error("reading paused and resumed feeds failed: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), FEEDS_CHECK)
 
     async def _reload(self) -> None:
         old = self.app.config
@@ -108,7 +146,9 @@ class Daemon:
             if _watched(config) != self._watched:  # ${file:...} added or dropped
                 self._watched = _watched(config)
                 self._fingerprint = fingerprint(self._watched)
-            self.app.reload(config)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.app.db_threads, know_feeds, self.app.storage, config)
+            self.app.switch(config)
         except ConfigError as exc:
             self.redactor.add(exc.secrets)
             for problem in exc.problems:
@@ -154,14 +194,38 @@ class Daemon:
             await asyncio.sleep(every)
 
     async def _housekeeping(self) -> None:
+        """Drop stored article text older than the retention, every ``prune_every`` seconds.
+
+        The store works in its own threads, a batch per transaction, so neither
+        the event loop nor a poll waiting to commit waits for a big prune. A
+        failure is logged and retried after ``prune_retry`` seconds, forever:
+        housekeeping never ends before the daemon does.
+        """
+        loop = asyncio.get_running_loop()
         while not self.stop.is_set():
-            now = datetime.now(UTC)
-            retention = self.app.config.settings.retention
-            dropped = self.app.storage.prune(now - timedelta(seconds=retention))
+            cutoff = datetime.now(UTC) - timedelta(seconds=self.app.config.settings.retention)
+            dropped = 0
+            wait = self.prune_every
+            try:
+                while not self.stop.is_set():
+                    n = await loop.run_in_executor(
+                        self.app.db_threads, self.app.storage.prune, cutoff, PRUNE_BATCH
+                    )
+                    dropped += n
+                    if n < PRUNE_BATCH:
+                        break
+                    await asyncio.sleep(PRUNE_PAUSE)
+            except Exception as exc:
+                log.error(
+                    "pruning stored article text failed, trying again in %g s: %s",
+                    self.prune_retry,
+                    exc,
+                )
+                wait = self.prune_retry
             if dropped:
                 log.info("dropped the stored text of %d articles older than the retention", dropped)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), RETENTION_CHECK)
+                await asyncio.wait_for(self.stop.wait(), wait)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -178,6 +242,7 @@ class Daemon:
             asyncio.create_task(self.app.deliverer.run_forever(self.stop)),
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._housekeeping()),
+            asyncio.create_task(self._watch_feeds()),
         ]
         every = watchdog_interval()
         if every:
@@ -206,7 +271,7 @@ class Daemon:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
         sd_notify("STOPPING=1")
         log.info("stopping: %d polls in flight", self.scheduler.busy)
-        self.scheduler.shutdown()
+        self.app.poller.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_GRACE
         # The deliverer saw the stop too: it sends nothing new, and a send in
@@ -214,8 +279,14 @@ class Daemon:
         deliver, others = tasks[0], tasks[1:]
         for t in others:
             t.cancel()
-        while self.scheduler.busy and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        cancelled = await self.scheduler.shutdown(STOP_GRACE)
+        if cancelled:
+            log.warning(
+                "%d polls did not finish within %g s and were cancelled (nothing of them"
+                " was stored; they poll again after a restart)",
+                cancelled,
+                STOP_GRACE,
+            )
         await asyncio.wait([deliver], timeout=max(0.0, deadline - loop.time()))
         for t in tasks:
             t.cancel()

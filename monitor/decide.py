@@ -1,20 +1,26 @@
-"""Pure decisions of a poll: when a feed is next due, and which entries may alert.
+"""Pure decisions: when a feed is next due, which entries may alert, which
+entries to stop retrying, and which stored feed a changed URL continues.
 
 Given the old state, what the fetch and parse returned, and ``now``, these
-functions return new values; the pipeline applies them. No clock, no I/O.
+functions return new values; the pipeline and the store apply them. No
+clock, no I/O.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from monitor.types import FeedEntry, FetchResult, ParsedFeed
 
 MAX_BACKOFF = 24 * 3600.0  # a failing feed is still probed at least daily
 MAX_FLOOR = 24 * 3600.0  # a feed can't ask to be polled less than daily
+GONE_PROBE = 24 * 3600.0  # a feed that answered 410 Gone is asked again daily
+ENTRY_ATTEMPTS = 3  # polls in a row whose matching of an entry may fail before it is given up
 JITTER_SHARE = 0.05
 MAX_JITTER = 60.0
 
@@ -120,4 +126,135 @@ def unique_entries(entries: tuple[FeedEntry, ...]) -> list[FeedEntry]:
             continue
         seen.update(keys)
         out.append(e)
+    return out
+
+
+def probe_due(now: datetime, rng: random.Random) -> datetime:
+    """When a feed that answered 410 Gone is asked again: in about a day.
+
+    A site that drops a feed by mistake, or brings it back, is noticed within
+    a day; a feed that stays gone costs one request a day.
+    """
+    return now + timedelta(seconds=GONE_PROBE + jitter(GONE_PROBE, rng))
+
+
+def entry_failures(
+    previous: Mapping[str, int], failed: Collection[str], limit: int = ENTRY_ATTEMPTS
+) -> tuple[dict[str, int], set[str]]:
+    """Count the polls in a row on which matching each entry failed.
+
+    ``previous`` holds the counts after the last poll, ``failed`` the
+    identities whose matching failed on this one. Returns the counts to keep
+    (an entry that matched, or left the feed, starts again from nothing) and
+    the entries that have failed on ``limit`` polls in a row: those are
+    given up, recorded without matching, so one entry that kills its worker
+    costs ``limit`` worker restarts, not one per poll forever, and can never
+    alert late.
+    """
+    counts = {identity: previous.get(identity, 0) + 1 for identity in failed}
+    give_up = {identity for identity, n in counts.items() if n >= limit}
+    return {i: n for i, n in counts.items() if i not in give_up}, give_up
+
+
+# --------------------------------------------------------------------------
+# feed identity across URL changes
+
+
+def url_identity(url: str) -> str:
+    """``url`` without what doesn't change which feed it names.
+
+    Dropped: the scheme (``http`` to ``https``), a default port, the case of
+    the host, a leading ``www.``, a trailing slash, the fragment.
+    """
+    try:
+        split = urlsplit(url.strip())
+        port = split.port
+    except ValueError:  # a port that is not a number: compare the text as it is
+        return url.strip()
+    host = (split.hostname or "").lower().removeprefix("www.")
+    if port in (80, 443):
+        port = None
+    path = split.path.rstrip("/")
+    query = f"?{split.query}" if split.query else ""
+    return f"{host}{f':{port}' if port else ''}{path}{query}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A feed the config lists at a URL the store doesn't know."""
+
+    url: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFeed:
+    """A stored feed that no URL of the config names any more: its entries wait for it."""
+
+    key: str
+    configured: str  # the URL the config listed it at last
+    polled: str  # the URL it was polled at (a permanent redirect's target, once adopted)
+    name: str | None = None  # its configured name
+    earlier: tuple[str, ...] = ()  # URLs it was configured with or polled at before
+    last_poll: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """The stored feed ``key`` continues as the feed now configured at ``url``."""
+
+    url: str
+    key: str
+    earlier: str  # the URL the stored feed was configured at
+    reason: str
+    rivals: tuple[str, ...] = ()  # other new URLs that could have been it, and were not
+
+
+def _likeness(claim: Claim, stored: StoredFeed) -> tuple[int, str]:
+    """How sure we are that ``claim`` is ``stored`` under a new URL (0: not at all), and why."""
+    if claim.url == stored.polled:
+        return 3, f"{claim.url} is where {stored.configured} moved permanently (301)"
+    if claim.url in stored.earlier:
+        return 3, f"{claim.url} is one of its earlier URLs"
+    wanted = url_identity(claim.url)
+    if any(url_identity(u) == wanted for u in (stored.configured, stored.polled, *stored.earlier)):
+        return 2, "the same URL but for the scheme, www., a default port or a trailing slash"
+    if claim.name is not None and claim.name == stored.name:
+        return 1, f"the same name {claim.name!r}"
+    return 0, ""
+
+
+def carry_over(claims: Sequence[Claim], stored: Sequence[StoredFeed]) -> list[Carry]:
+    """Which stored feeds the new URLs of the config continue.
+
+    A new URL continues a stored feed that no URL of the config names any
+    more when it is the URL a permanent redirect of that feed pointed to or
+    one of its earlier URLs (surest), else the same URL but for the scheme,
+    ``www.``, a default port or a trailing slash, else when both have the
+    same configured ``name:``. Each stored feed continues as at most one
+    configured feed and each new URL continues at most one stored feed:
+    surest first, then the most recently polled stored feed, then the
+    order of the config; a new URL that loses out starts as a new feed.
+    """
+    scored = []
+    for ci, claim in enumerate(claims):
+        for si, feed in enumerate(stored):
+            score, reason = _likeness(claim, feed)
+            if score:
+                polled = feed.last_poll.timestamp() if feed.last_poll else float("-inf")
+                scored.append((-score, -polled, ci, si, reason))
+    scored.sort()
+    taken_claims: dict[int, tuple[int, str]] = {}  # claim -> (stored feed, reason)
+    taken_stored: set[int] = set()
+    for _score, _polled, ci, si, reason in scored:
+        if ci in taken_claims or si in taken_stored:
+            continue
+        taken_claims[ci] = (si, reason)
+        taken_stored.add(si)
+    out = []
+    for ci, (si, reason) in sorted(taken_claims.items()):
+        rivals = tuple(
+            claims[c].url for _s, _p, c, s, _r in scored if s == si and c not in taken_claims
+        )
+        out.append(Carry(claims[ci].url, stored[si].key, stored[si].configured, reason, rivals))
     return out

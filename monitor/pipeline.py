@@ -90,6 +90,10 @@ class PollOutcome:
     next_due: datetime | None
 
 
+class Stopped(Exception):
+    """The poller was stopped (shutdown) before this poll could start."""
+
+
 @dataclass
 class Context:
     """What a poll reads from the running app; replaced whole on a config reload."""
@@ -124,6 +128,14 @@ class Poller:
         # than the workers parse.
         self._offload_slots = asyncio.Semaphore(offload_limit)
         self._poll_slots = asyncio.Semaphore(poll_limit)
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Start no more polls: a poll still waiting for its turn raises ``Stopped``.
+
+        Polls already running go on (the daemon gives them a grace period).
+        """
+        self._stopped = True
 
     def set_offload_limit(self, limit: int) -> None:
         """Bound the work queued for the pool anew (calls waiting now keep the old bound)."""
@@ -147,21 +159,31 @@ class Poller:
                     log.error("%s\n%s", exc, "\n".join(exc.__notes__))
                 raise
 
-    async def poll(self, feed: FeedSpec, *, dry_run: bool = False) -> PollOutcome:
+    async def poll(
+        self, feed: FeedSpec, *, dry_run: bool = False, force: bool = False
+    ) -> PollOutcome:
         """Poll one feed now; failures are stored on the feed, never raised.
 
-        At most ``poll_limit`` polls run at once; the rest wait their turn, so a
-        round of thousands of due feeds holds only that many bodies in memory.
+        A paused feed is not fetched (its outcome has no next due time)
+        unless ``force``. At most ``poll_limit`` polls run at once; the rest
+        wait their turn, so a round of thousands of due feeds holds only that
+        many bodies in memory. Raises ``Stopped`` when ``stop`` was called
+        before its turn came.
         """
         async with self._poll_slots:
-            return await self._poll(feed, dry_run=dry_run)
+            if self._stopped:
+                raise Stopped(feed.url)
+            return await self._poll(feed, dry_run=dry_run, force=force)
 
-    async def _poll(self, feed: FeedSpec, *, dry_run: bool) -> PollOutcome:
+    async def _poll(self, feed: FeedSpec, *, dry_run: bool, force: bool) -> PollOutcome:
         ctx = self._context()
         config = ctx.config
         interval = config.feed_interval(feed)
         started = time.monotonic()
-        state = await self._store(self._storage.feed_state, feed.key)
+        state = await self._store(self._storage.feed_state, feed.url)
+        if state.paused and not force:
+            log.debug("feed=%r paused; not polled", feed.label())
+            return PollOutcome(feed.name or state.title or feed.url, None, None, 0, (), None)
         now = self._clock()
         result = await ctx.fetcher.fetch(
             state.url, etag=state.etag, last_modified=state.last_modified
@@ -172,14 +194,14 @@ class Poller:
 
         if not result.ok:
             return await self._failed(label, state, result, None, interval, now, dry_run, started)
-        if result.permanent_redirect:
-            state = replace(state, url=result.permanent_redirect)
         etag, last_modified = result.etag, result.last_modified
         if result.not_modified and not (etag or last_modified):
             etag, last_modified = state.etag, state.last_modified
 
         body_hash = hashlib.sha256(result.body).hexdigest() if not result.not_modified else None
         if result.not_modified or body_hash == state.body_hash:
+            # The answer is the feed we know: a permanent redirect to it is adopted.
+            state = self._answered(label, state, result)
             state = replace(state, etag=etag, last_modified=last_modified)
             due = decide.next_due(
                 now=now, interval=interval, error_count=0, result=result, parsed=None, rng=self._rng
@@ -190,15 +212,24 @@ class Poller:
             self._log(label, result, 0, 0, started, "unchanged")
             return PollOutcome(label, result.status, None, 0, (), due)
 
+        if body_hash == state.failed_hash:
+            # The very bytes that failed before (or killed a worker): not parsed again.
+            # The poll fails as it did, counted and backed off, until the bytes change.
+            again = _unusable(state.failed_error or "the document failed before")
+            return await self._failed(
+                label, state, result, again, interval, now, dry_run, started, "not parsed again"
+            )
         try:
             parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
         except WorkerError as exc:
             parsed = _unusable(f"parsing failed: {exc}")
         if parsed.error:
+            state = replace(state, failed_hash=body_hash, failed_error=parsed.error)
             return await self._failed(label, state, result, parsed, interval, now, dry_run, started)
-        # Validators and hash are kept only for a document that parsed: a broken
-        # one is fetched and reported again until it changes.
+        # Validators and hash are kept only for a document that parsed; one that
+        # failed is remembered by its hash instead (above).
         label = feed.name or parsed.title or feed.url
+        state = self._answered(label, state, result)
         polled = state
         state = replace(
             state,
@@ -213,7 +244,7 @@ class Poller:
         entries = decide.unique_entries(parsed.entries)
         seen = await self._store(
             self._storage.seen,
-            feed.key,
+            state.key,
             [e.identity for e in entries],
             [e.link for e in entries if e.link],
         )
@@ -224,12 +255,22 @@ class Poller:
         )
         if articles or article_error:
             state = replace(state, article_error=article_error)
-        analyses, match_error = await self._analyze(config, label, feed.tags, fresh, articles)
+        analyses, errors = await self._analyze(config, label, feed.tags, fresh, articles)
         by_identity = {e.identity: a for e, a in zip(fresh, analyses, strict=True) if a is not None}
-        unmatched = {e.identity for e in fresh} - by_identity.keys()
-        if unmatched:
+        failing, given_up = decide.entry_failures(dict(state.failing_entries), errors.keys())
+        state = replace(state, failing_entries=tuple(sorted(failing.items())))
+        match_error = None
+        for identity in given_up:
+            state = replace(
+                state,
+                entry_error=f"{errors[identity]} (on {decide.ENTRY_ATTEMPTS} polls in a row;"
+                " recorded without matching, it will not alert)",
+            )
+            log.warning("feed=%r entry given up: %s", label, state.entry_error)
+        if failing:
             # Not recorded, and the document's validators and hash are not kept:
             # the next poll parses it again and retries just these entries.
+            match_error = next(errors[i] for i in reversed(errors) if i in failing)
             state = replace(
                 state,
                 etag=polled.etag,
@@ -241,10 +282,10 @@ class Poller:
         records: list[NewEntry] = []
         alerts: list[Alert] = []
         for entry in new:
-            if entry.identity in unmatched:
+            if entry.identity in failing:
                 continue
             analysis = by_identity.get(entry.identity)
-            if analysis is None:  # too old to alert: only recorded, so it never alerts later
+            if analysis is None:  # too old to alert, or given up: only recorded, never alerts
                 records.append(NewEntry(entry=entry, first_seen=now))
                 continue
             matches = analysis.matches
@@ -274,6 +315,22 @@ class Poller:
         self._log(label, result, len(new), len(alerts), started, match_error or parsed.warning)
         return PollOutcome(label, result.status, match_error, len(new), tuple(alerts), due)
 
+    def _answered(self, label: str, state: FeedState, result: FetchResult) -> FeedState:
+        """The state of a feed whose URL answered with a feed: a permanent redirect
+        it followed is adopted, and a gone feed is back."""
+        if result.permanent_redirect and result.permanent_redirect != state.url:
+            log.info(
+                "feed=%r moved permanently: now polling %s instead of %s",
+                label,
+                result.permanent_redirect,
+                state.url,
+            )
+            state = replace(state, url=result.permanent_redirect)
+        if state.gone:
+            log.info("feed=%r answers with a feed again after 410 Gone: polling resumes", label)
+            state = replace(state, gone=False)
+        return state
+
     async def _analyze(
         self,
         config: Config,
@@ -281,38 +338,38 @@ class Poller:
         tags: tuple[str, ...],
         fresh: Sequence[FeedEntry],
         articles: dict[str, str],
-    ) -> tuple[list[Analysis | None], str | None]:
+    ) -> tuple[list[Analysis | None], dict[str, str]]:
         """Normalize and match ``fresh`` (CPU work: one worker call per feed keeps the loop free).
 
         When that call fails (its worker died or overran), one call per entry,
         so an entry that kills its worker costs only itself: its analysis is
-        None, and the last such failure is returned for ``status``.
+        None, and its failure is in the returned map (identity -> message).
         """
         if not fresh:
-            return [], None
+            return [], {}
         rules = config.rules
         try:
-            return list(await self._offload(analyze, rules, fresh, articles, label, tags)), None
+            return list(await self._offload(analyze, rules, fresh, articles, label, tags)), {}
         except WorkerError as exc:
             if len(fresh) == 1:
-                return [None], f"{_name(fresh[0])}: matching failed: {exc}"
+                return [None], {fresh[0].identity: f"{_name(fresh[0])}: matching failed: {exc}"}
             log.warning("feed=%r matching failed (%s); now one entry at a time", label, exc)
         results = await asyncio.gather(
             *(self._offload(analyze, rules, [e], _only(articles, e), label, tags) for e in fresh),
             return_exceptions=True,
         )
         out: list[Analysis | None] = []
-        error = None
+        errors: dict[str, str] = {}
         for entry, one in zip(fresh, results, strict=True):
             if isinstance(one, WorkerError):
-                error = f"{_name(entry)}: matching failed: {one}"
-                log.warning("feed=%r entry=%s", label, error)
+                errors[entry.identity] = f"{_name(entry)}: matching failed: {one}"
+                log.warning("feed=%r entry=%s", label, errors[entry.identity])
                 out.append(None)
             elif isinstance(one, BaseException):
                 raise one
             else:
                 out.append(one[0])
-        return out, error
+        return out, errors
 
     async def _articles(
         self,
@@ -402,27 +459,37 @@ class Poller:
         now: datetime,
         dry_run: bool,
         started: float,
+        note: str | None = None,
     ) -> PollOutcome:
         error = (parsed.error if parsed and parsed.error else result.error) or "failed"
-        gone = result.status == 410
         count = state.error_count + 1
-        due = decide.next_due(
-            now=now, interval=interval, error_count=count, result=result, parsed=None, rng=self._rng
-        )
-        state = replace(
-            state, last_error=error, error_count=count, next_due=None if gone else due, gone=gone
-        )
+        # A 410 makes the feed gone; it stays gone (asked daily) until it answers with a feed.
+        gone = result.status == 410 or state.gone
+        if gone:
+            due = decide.probe_due(now, self._rng)
+        else:
+            due = decide.next_due(
+                now=now,
+                interval=interval,
+                error_count=count,
+                result=result,
+                parsed=None,
+                rng=self._rng,
+            )
+        state = replace(state, last_error=error, error_count=count, next_due=due, gone=gone)
         if not dry_run:
             await self._store(self._storage.save_feed_state, state)
         log.warning(
-            "feed=%r status=%s error=%r errors=%d next=%s",
+            "feed=%r status=%s error=%r errors=%d next=%s%s%s",
             label,
             result.status,
             error,
             count,
-            "never (410 Gone)" if gone else due.isoformat(timespec="seconds"),
+            due.isoformat(timespec="seconds"),
+            " (gone: asked again daily)" if gone else "",
+            f" note={note!r}" if note else "",
         )
-        return PollOutcome(label, result.status, error, 0, (), state.next_due)
+        return PollOutcome(label, result.status, error, 0, (), due)
 
     def _log(
         self,

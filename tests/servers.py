@@ -72,6 +72,8 @@ class FeedServer:
     hits: dict[str, int] = field(default_factory=dict)
     # path -> (status, Location or None): answers instead of the file
     special: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    # path -> seconds to wait before answering (a slow site)
+    delay: dict[str, float] = field(default_factory=dict)
     _server: _ThreadedApp | None = None
 
     def put(self, path: str, body: bytes | str, content_type: str = "application/rss+xml") -> str:
@@ -86,6 +88,8 @@ class FeedServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] = self.hits.get(path, 0) + 1
+        if path in self.delay:
+            await asyncio.sleep(self.delay[path])
         if path in self.special:
             status, location = self.special[path]
             headers = {"Location": location} if location else {}

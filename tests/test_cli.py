@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -179,7 +179,7 @@ def test_article_page_is_not_fetched_when_no_rule_can_depend_on_it(
     assert "/a.html" not in site.hits  # matched on the title; nothing could exclude it
 
 
-def test_gone_feed_stops_and_moved_feed_follows_the_new_url(
+def test_gone_feed_is_asked_daily_and_moved_feed_follows_the_new_url(
     site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site.special["/gone.xml"] = (410, None)
@@ -194,9 +194,13 @@ def test_gone_feed_stops_and_moved_feed_follows_the_new_url(
     assert [r["title"] for r in _json_lines(capsys.readouterr().out)] == ["DeepSeek moved"]
     assert main(["-c", str(cfg), "status", "--json"]) == 0
     feeds_status = {f["feed"]: f for f in json.loads(capsys.readouterr().out)["feeds"]}
-    assert feeds_status["Gone"]["gone"] is True and feeds_status["Gone"]["next_poll"] is None
+    gone = feeds_status["Gone"]
+    assert gone["gone"] is True and gone["state"] == "gone"
+    next_poll = datetime.fromisoformat(gone["next_poll"]) - datetime.now(UTC)
+    assert timedelta(hours=22) < next_poll < timedelta(hours=26)  # a daily probe
     assert feeds_status["Moved"]["url"] == site.url("/new.xml")
     assert feeds_status["Moved"]["configured_url"] == site.url("/old.xml")
+    assert feeds_status["Moved"]["state"] == "ok"
     # the next poll asks the new URL directly
     old_hits = site.hits.get("/old.xml", 0)
     assert main(["-c", str(cfg), "poll", "--feed", "Moved"]) == 0
@@ -375,3 +379,68 @@ def test_status_of_a_broken_config_reads_the_database_it_names(
     report = json.loads(captured.out)
     assert report["database"]["path"] == str(tmp_path / "state" / "m.db")
     assert [f["url"] for f in report["feeds"]] == [site.url("/feed.xml")]
+
+
+def test_feeds_lists_state_and_pause_and_resume_by_name_or_url(
+    site: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.put("/a.xml", rss([Item("DeepSeek A", site.url("/a1"))], title="Feed A"))
+    site.put("/b.xml", rss([Item("DeepSeek B", site.url("/b1"))]))
+    site.special["/c.xml"] = (410, None)
+    feeds = (
+        f"  - url: {site.url('/a.xml')}\n    extract: false\n"
+        f"  - url: {site.url('/b.xml')}\n    name: B\n    extract: false\n"
+        f"  - url: {site.url('/c.xml')}\n    name: C\n"
+    )
+    cfg = _config(tmp_path, feeds, RULES)
+    assert main(["-c", str(cfg), "poll"]) == 0
+    capsys.readouterr()
+
+    assert main(["-c", str(cfg), "feeds", "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert [(r["name"], r["state"]) for r in rows] == [("Feed A", "ok"), ("B", "ok"), ("C", "gone")]
+    assert set(rows[0]) == {
+        "name",
+        "url",
+        "configured_url",
+        "state",
+        "last_poll",
+        "next_poll",
+        "error",
+    }
+    assert rows[2]["error"] == "HTTP 410 Gone" and rows[2]["next_poll"] is not None
+
+    # by the name status shows (the feed's own title), and by URL
+    assert main(["-c", str(cfg), "feeds", "pause", "Feed A"]) == 0
+    assert main(["-c", str(cfg), "feeds", "pause", site.url("/b.xml")]) == 0
+    assert "paused B" in capsys.readouterr().out
+    assert main(["-c", str(cfg), "feeds"]) == 0
+    out = capsys.readouterr().out
+    assert "Feed A  PAUSED" in out and "B  PAUSED" in out and "C  GONE" in out
+    assert "error: HTTP 410 Gone" in out
+
+    # a paused feed is not polled, unless named
+    site.put(
+        "/b.xml", rss([Item("DeepSeek B", site.url("/b1")), Item("DeepSeek B2", site.url("/b2"))])
+    )
+    hits = dict(site.hits)
+    assert main(["-c", str(cfg), "poll", "--json"]) == 1  # only C was polled, and it failed
+    assert _json_lines(capsys.readouterr().out) == []
+    assert site.hits["/a.xml"] == hits["/a.xml"] and site.hits["/b.xml"] == hits["/b.xml"]
+    assert main(["-c", str(cfg), "poll", "--feed", "B", "--json"]) == 0
+    assert [r["title"] for r in _json_lines(capsys.readouterr().out)] == ["DeepSeek B2"]
+
+    assert main(["-c", str(cfg), "feeds", "resume", "C"]) == 0
+    assert main(["-c", str(cfg), "feeds", "resume", "B"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "status", "--json"]) == 0
+    status = {f["feed"]: f for f in json.loads(capsys.readouterr().out)["feeds"]}
+    assert {k: v["state"] for k, v in status.items()} == {
+        "Feed A": "paused",
+        "B": "ok",
+        "C": "failing",  # resumed; its last poll failed until the next one says otherwise
+    }
+    assert status["Feed A"]["next_poll"] is None and status["C"]["gone"] is False
+
+    assert main(["-c", str(cfg), "feeds", "resume", "nope"]) == 2
+    assert "no feed named 'nope'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,16 +70,25 @@ class Daemon:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def status(self) -> dict[str, object]:
+    def cli(self, *args: str) -> str:
+        """Run another ``monitor`` command on the same config; returns its stdout."""
         out = subprocess.run(
-            [sys.executable, "-m", "monitor", "-c", str(self.config), "status", "--json"],
+            [sys.executable, "-m", "monitor", "-c", str(self.config), *args],
             capture_output=True,
             check=True,
             cwd=self.config.parent,
             env=self.env,
         )
-        result: dict[str, object] = json.loads(out.stdout)
+        return out.stdout.decode()
+
+    def status(self) -> dict[str, object]:
+        result: dict[str, object] = json.loads(self.cli("status", "--json"))
         return result
+
+    def feed(self) -> dict[str, Any]:
+        """The status of the one feed of the config."""
+        (feed,) = self.status()["feeds"]  # type: ignore[misc]
+        return feed  # type: ignore[no-any-return]
 
 
 CONFIG = """
@@ -111,6 +121,13 @@ def world(tmp_path: Path) -> Iterator[tuple[FeedServer, Webhook, Mailbox, Path]]
 
 def _publish(feeds: FeedServer, items: list[Item]) -> None:
     feeds.put("/feed.xml", rss(items))
+
+
+def _chat_only(config: Path) -> None:
+    """No email and no article pages: apprise spaces emails 5.5 s apart, which would
+    hold up the chat messages a test waits for."""
+    lines = [line for line in config.read_text().splitlines() if not line.startswith("  mail:")]
+    config.write_text("\n".join(lines).replace("interval: 1s", "interval: 1s\n  extract: false"))
 
 
 def test_daemon_alerts_restarts_retries_and_reloads(
@@ -521,3 +538,124 @@ def test_reload_composes_a_large_config_off_the_event_loop(tmp_path: Path) -> No
     worst = asyncio.run(reload_and_watch_the_loop())
     assert load > 0.3, "the config should take a while to compose"
     assert worst < load / 2, (worst, load)
+
+
+def test_sigterm_lets_a_slow_poll_in_flight_finish_and_commit(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    """The grace period is real: the poll finishes, stores its entry, and is not redone."""
+    feeds, chat, _mail, config = world
+    config.write_text(config.read_text().replace("    name: Testfeed\n", "    extract: false\n"))
+    _publish(feeds, [Item("DeepSeek langsam", feeds.url("/slow/1"))])
+    feeds.delay["/feed.xml"] = 2.5
+    daemon = Daemon(config)
+    daemon.start()
+    assert wait_for(lambda: feeds.hits.get("/feed.xml", 0) >= 1, 20), daemon.text()
+    time.sleep(0.3)  # the request is at the server, waiting for its answer
+    code, took = daemon.stop()
+    log = daemon.text()
+    assert code == 0 and took < 10, log
+    assert "status=200 new=1 matched=1" in log, log  # the poll's own result line
+    assert "interrupted by shutdown" not in log and "Traceback" not in log, log
+    assert log.index("stopping: 1 polls in flight") < log.index("status=200 new=1")
+
+    feeds.delay.clear()
+    daemon.start()
+    assert wait_for(lambda: daemon.text().count("monitor running") == 2), daemon.text()
+    (feed,) = daemon.status()["feeds"]  # type: ignore[misc]
+    assert feed["entries"] == 1 and feed["matches"] == 1
+    assert wait_for(lambda: len(chat.received) == 1, 20), daemon.text()
+    assert wait_for(lambda: "status=200 new=0" in daemon.text() or "unchanged" in daemon.text())
+    time.sleep(1.5)
+    code, _ = daemon.stop()
+    assert code == 0
+    assert [m["title"] for m in chat.received] == ["[DeepSeek] DeepSeek langsam"]
+
+
+def test_a_feed_keeps_its_entries_when_its_url_is_edited_or_moves_permanently(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    feeds, chat, _mail, config = world
+    _chat_only(config)
+    items = [Item("DeepSeek eins", feeds.url("/1")), Item("Azure zwei", feeds.url("/2"))]
+    _publish(feeds, items)
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        assert wait_for(lambda: len(chat.received) == 2, 20), daemon.text()
+
+        # 1. the URL is edited, the name stays: the same feed, nothing is new
+        feeds.put("/v2/feed.xml", rss(items))
+        config.write_text(config.read_text().replace("/feed.xml", "/v2/feed.xml"))
+        assert wait_for(lambda: feeds.hits.get("/v2/feed.xml", 0) >= 2, 20), daemon.text()
+        time.sleep(1.5)  # time enough for alerts, if any, to arrive
+        assert len(chat.received) == 2, chat.received
+        assert "continues the feed configured at" in daemon.text()
+
+        # 2. a 301 to a URL that answers with the feed (and one new item) is adopted
+        items.append(Item("DeepSeek drei", feeds.url("/3")))
+        feeds.put("/v3/feed.xml", rss(items))
+        feeds.special["/v2/feed.xml"] = (301, feeds.url("/v3/feed.xml"))
+        assert wait_for(lambda: len(chat.received) == 3, 20), daemon.text()
+        feed = daemon.feed()
+        assert feed["url"] == feeds.url("/v3/feed.xml")
+        assert feed["configured_url"] == feeds.url("/v2/feed.xml")
+
+        # 3. the operator adopts the 301's URL in the config, without the name: the same feed
+        text = config.read_text().replace("/v2/feed.xml", "/v3/feed.xml")
+        config.write_text(text.replace("    name: Testfeed\n", ""))
+        assert wait_for(lambda: daemon.text().count("config reloaded") == 2, 20), daemon.text()
+        hits = feeds.hits.get("/v3/feed.xml", 0)
+        assert wait_for(lambda: feeds.hits.get("/v3/feed.xml", 0) >= hits + 2, 20)
+        feed = daemon.feed()
+        assert feed["configured_url"] is None and feed["entries"] == 3
+        assert feed["earlier_urls"] == [feeds.url("/feed.xml"), feeds.url("/v2/feed.xml")]
+        assert [m["title"] for m in chat.received] == [
+            "[DeepSeek] DeepSeek eins",
+            "[Azure] Azure zwei",
+            "[DeepSeek] DeepSeek drei",
+        ]
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0 and "Traceback" not in daemon.text()
+
+
+def test_a_gone_feed_waits_for_a_resume_and_a_paused_feed_is_not_polled(
+    world: tuple[FeedServer, Webhook, Mailbox, Path],
+) -> None:
+    feeds, chat, _mail, config = world
+    _chat_only(config)
+    feeds.special["/feed.xml"] = (410, None)
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        assert wait_for(lambda: "monitor running" in daemon.text()), daemon.text()
+        assert wait_for(lambda: daemon.feed()["state"] == "gone", 20), daemon.text()
+        hits = feeds.hits["/feed.xml"]
+        time.sleep(2.5)
+        assert feeds.hits["/feed.xml"] == hits  # asked again in a day, not every second
+        assert "GONE (410), asked again daily" in daemon.cli("status")
+
+        # the site is back; the operator resumes the feed: the running daemon polls it
+        del feeds.special["/feed.xml"]
+        _publish(feeds, [Item("DeepSeek ist zurück", feeds.url("/1"))])
+        assert "resumed Testfeed" in daemon.cli("feeds", "resume", "Testfeed")
+        assert wait_for(lambda: len(chat.received) == 1, 15), daemon.text()
+        assert wait_for(lambda: daemon.feed()["state"] == "ok")
+
+        # paused by its URL: no more polls until resumed
+        daemon.cli("feeds", "pause", feeds.url("/feed.xml"))
+        time.sleep(3)  # the daemon notices within about 2 s
+        hits = feeds.hits["/feed.xml"]
+        time.sleep(2.5)
+        assert feeds.hits["/feed.xml"] == hits, daemon.text()
+        (row,) = [json.loads(line) for line in daemon.cli("feeds", "--json").splitlines()]
+        assert (row["name"], row["state"], row["next_poll"]) == ("Testfeed", "paused", None)
+        _publish(
+            feeds, [Item("DeepSeek ist zurück", feeds.url("/1")), Item("Azure", feeds.url("/2"))]
+        )
+        daemon.cli("feeds", "resume", "Testfeed")
+        assert wait_for(lambda: len(chat.received) == 2, 15), daemon.text()
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0 and "Traceback" not in daemon.text()

@@ -10,13 +10,20 @@ import pytest
 
 from monitor.decide import (
     MAX_BACKOFF,
+    Carry,
+    Claim,
+    StoredFeed,
     cache_max_age,
+    carry_over,
+    entry_failures,
     first_due,
     is_fresh,
     jitter,
     next_due,
+    probe_due,
     skip_until,
     unique_entries,
+    url_identity,
 )
 from monitor.types import FeedEntry, FetchResult, ParsedFeed
 
@@ -257,3 +264,109 @@ def test_first_due_spreads_thousands_of_new_feeds_at_about_a_hundred_a_second() 
     # never beyond one interval, however many feeds
     dues = [first_due(MONDAY, 60.0, rng, new_feeds=10_000) for _ in range(200)]
     assert all(MONDAY <= d <= MONDAY + timedelta(seconds=60) for d in dues)
+
+
+# --------------------------------------------------------------------------
+# gone feeds and entries that keep failing
+
+
+def test_a_gone_feed_is_asked_again_in_about_a_day() -> None:
+    assert probe_due(MONDAY, NoJitter()) == MONDAY + timedelta(days=1)
+    for seed in range(20):
+        delay = (probe_due(MONDAY, random.Random(seed)) - MONDAY).total_seconds()
+        assert DAY - 60 <= delay <= DAY + 60
+
+
+def test_entry_failures_count_polls_in_a_row_and_give_up_at_the_limit() -> None:
+    counts, give_up = entry_failures({}, ["a", "b"], limit=3)
+    assert (counts, give_up) == ({"a": 1, "b": 1}, set())
+    # b matched (or left the feed): its count is forgotten
+    counts, give_up = entry_failures(counts, ["a"], limit=3)
+    assert (counts, give_up) == ({"a": 2}, set())
+    counts, give_up = entry_failures(counts, ["a", "b"], limit=3)
+    assert (counts, give_up) == ({"b": 1}, {"a"})
+    assert entry_failures({"a": 2}, [], limit=3) == ({}, set())
+
+
+# --------------------------------------------------------------------------
+# feed identity
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("http://example.org/feed.xml", "https://example.org/feed.xml", True),
+        ("https://www.example.org/feed", "https://example.org/feed/", True),
+        ("https://EXAMPLE.org:443/feed", "http://example.org:80/feed", True),
+        ("https://example.org/feed#top", "https://example.org/feed", True),
+        ("https://example.org:8443/feed", "https://example.org/feed", False),
+        ("https://example.org/Feed", "https://example.org/feed", False),
+        ("https://example.org/feed?lang=de", "https://example.org/feed?lang=en", False),
+        ("https://blog.example.org/feed", "https://example.org/feed", False),
+    ],
+)
+def test_url_identity(a: str, b: str, same: bool) -> None:
+    assert (url_identity(a) == url_identity(b)) is same
+
+
+def _stored(
+    key: str, *, polled: str | None = None, name: str | None = None, **kw: object
+) -> StoredFeed:
+    return StoredFeed(key=key, configured=key, polled=polled or key, name=name, **kw)  # type: ignore[arg-type]
+
+
+def test_carry_over_finds_the_same_feed_by_scheme_redirect_earlier_url_or_name() -> None:
+    stored = [
+        _stored("http://a.example/feed"),
+        _stored("https://b.example/rss", polled="https://b.example/new-rss"),
+        _stored("https://c.example/x", earlier=("https://c.example/old",)),
+        _stored("https://d.example/feed", name="D"),
+        _stored("https://e.example/feed"),
+    ]
+    claims = [
+        Claim("https://a.example/feed"),
+        Claim("https://b.example/new-rss"),
+        Claim("https://c.example/old"),
+        Claim("https://elsewhere.example/d.xml", name="D"),
+        Claim("https://f.example/feed"),  # nothing like it: a new feed
+    ]
+    carried = {c.url: c.key for c in carry_over(claims, stored)}
+    assert carried == {
+        "https://a.example/feed": "http://a.example/feed",
+        "https://b.example/new-rss": "https://b.example/rss",
+        "https://c.example/old": "https://c.example/x",
+        "https://elsewhere.example/d.xml": "https://d.example/feed",
+    }
+
+
+def test_two_new_urls_that_could_continue_one_stored_feed_the_surest_takes_it() -> None:
+    stored = [_stored("http://a.example/feed", polled="https://feeds.a.example/main", name="A")]
+    claims = [
+        Claim("https://a.example/other", name="A"),  # only the name
+        Claim("https://a.example/feed"),  # the same URL but for the scheme
+        Claim("https://feeds.a.example/main"),  # where its 301 pointed: surest
+    ]
+    assert carry_over(claims, stored) == [
+        Carry(
+            "https://feeds.a.example/main",
+            "http://a.example/feed",
+            "http://a.example/feed",
+            "https://feeds.a.example/main is where http://a.example/feed moved permanently (301)",
+            rivals=("https://a.example/feed", "https://a.example/other"),
+        )
+    ]
+
+
+def test_equally_sure_claims_go_in_config_order_and_one_url_continues_one_feed() -> None:
+    stored = [
+        _stored("http://x.example/feed", last_poll=MONDAY),
+        _stored("http://www.x.example/feed", last_poll=MONDAY + timedelta(hours=1)),
+    ]
+    claims = [Claim("https://x.example/feed"), Claim("https://x.example/feed/")]
+    carried = [(c.url, c.key) for c in carry_over(claims, stored)]
+    # the first claim takes the most recently polled feed, the second the other one
+    assert carried == [
+        ("https://x.example/feed", "http://www.x.example/feed"),
+        ("https://x.example/feed/", "http://x.example/feed"),
+    ]
+    assert carry_over([Claim("https://x.example/feed")], stored)[0].rivals == ()

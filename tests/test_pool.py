@@ -306,7 +306,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield World(tmp_path, feeds)
 
 
-def test_a_parse_whose_worker_overruns_shows_the_error_and_the_next_poll_alerts(
+def test_a_parse_whose_worker_overruns_is_not_repeated_on_the_same_bytes(
     world: World,
 ) -> None:
     world.publish(Item("DeepSeek auf Azure", "https://example.org/1", guid="farm:1"))
@@ -314,12 +314,21 @@ def test_a_parse_whose_worker_overruns_shows_the_error_and_the_next_poll_alerts(
     outcome, state, seen = world.poll(WorkerPool(1, deadline=0.001))
     assert outcome.error is not None and outcome.error == state.last_error
     assert outcome.error.startswith("parsing failed: parse_feed: it ran past its deadline")
-    assert state.etag is None and state.body_hash is None  # fetched and parsed again
+    assert state.etag is None and state.body_hash is None  # fetched again ...
+    assert state.failed_hash is not None  # ... but the same bytes are not parsed again
     assert seen == set()
     outcome, state, seen = world.poll(WorkerPool(1))
-    assert outcome.error is None and state.last_error is None
-    assert _titles(outcome.alerts) == ["DeepSeek auf Azure"]
-    assert seen == {"farm:1"}
+    assert outcome.error == state.last_error == state.failed_error
+    assert state.error_count == 2 and seen == set()
+    # new bytes are parsed
+    world.publish(
+        Item("DeepSeek auf Azure", "https://example.org/1", guid="farm:1"),
+        Item("DeepSeek in Bayern", "https://example.org/2", guid="farm:2"),
+    )
+    outcome, state, seen = world.poll(WorkerPool(1))
+    assert outcome.error is None and state.last_error is None and state.error_count == 0
+    assert sorted(_titles(outcome.alerts)) == ["DeepSeek auf Azure", "DeepSeek in Bayern"]
+    assert seen == {"farm:1", "farm:2"}
 
 
 def test_matching_that_keeps_failing_stores_nothing_and_the_next_poll_alerts_once(

@@ -6,12 +6,13 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from monitor.storage.base import FeedState, NewEntry, Outgoing, StorageError
+from monitor.storage.base import FeedRef, FeedState, NewEntry, Outgoing, StorageError
 from monitor.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from monitor.types import FeedEntry, Hit, Message, RuleMatch
 
@@ -22,7 +23,7 @@ FEED = "https://news.example.com/feed.xml"
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SQLiteStorage]:
     s = SQLiteStorage(tmp_path / "monitor.db")
-    s.ensure_feeds([FEED])
+    s.ensure_feeds([FeedRef(FEED)])
     yield s
     s.close()
 
@@ -128,7 +129,7 @@ def test_read_only_open_reads_what_a_running_writer_committed_and_never_writes(
 ) -> None:
     path = tmp_path / "monitor.db"
     writer = SQLiteStorage(path)
-    writer.ensure_feeds([FEED])
+    writer.ensure_feeds([FeedRef(FEED)])
     writer.commit_poll(_state(writer, title="News"), [_new(1)])  # in the WAL, not checkpointed
     reader = SQLiteStorage(path, readonly=True)
     try:
@@ -139,7 +140,7 @@ def test_read_only_open_reads_what_a_running_writer_committed_and_never_writes(
         with ThreadPoolExecutor(1) as pool:
             assert pool.submit(lambda: reader.feed_state(FEED).title).result() == "News"
             with pytest.raises(sqlite3.OperationalError):
-                pool.submit(reader.ensure_feeds, ["https://other.example/feed"]).result()
+                pool.submit(reader.ensure_feeds, [FeedRef("https://other.example/feed")]).result()
     finally:
         reader.close()
         writer.close()
@@ -185,7 +186,7 @@ def test_read_only_open_refuses_an_older_schema_and_says_the_daemon_upgrades_it(
 def test_seen_finds_identities_and_links_of_this_feed_only(store: SQLiteStorage) -> None:
     store.commit_poll(_state(store), [_new(1), _new(2)])
     other = "https://other.example/rss"
-    store.ensure_feeds([other])
+    store.ensure_feeds([FeedRef(FEED), FeedRef(other)])
     assert store.seen(FEED, ["guid-1", "guid-3"], []) == {"guid-1"}
     assert store.seen(FEED, [], ["https://news.example.com/a/2", "https://x/"]) == {
         "https://news.example.com/a/2"
@@ -364,7 +365,7 @@ def test_claimed_rows_are_not_handed_to_another_owner_until_the_claim_runs_out(
 ) -> None:
     a = SQLiteStorage(tmp_path / "m.db")  # two processes, as two stores on one file
     b = SQLiteStorage(tmp_path / "m.db")
-    a.ensure_feeds([FEED])
+    a.ensure_feeds([FeedRef(FEED)])
     a.commit_poll(_state(a), [_new(n, outgoing=(("chat", 0), ("mail", 0))) for n in (1, 2, 3)])
     lease = T0 + timedelta(minutes=10)
     got_a = a.claim_deliveries("chat", 0, T0, "A", lease, 2)
@@ -414,7 +415,7 @@ def test_rows_follow_the_notifier_name_and_url_position(tmp_path: Path) -> None:
 
     path = tmp_path / "m.db"
     store = SQLiteStorage(path)
-    store.ensure_feeds([FEED])
+    store.ensure_feeds([FeedRef(FEED)])
     old_chat = "json://127.0.0.1:1/hook?token=old"
     store.commit_poll(
         _state(store),
@@ -504,6 +505,7 @@ def test_feed_state_round_trips(store: SQLiteStorage) -> None:
     state = FeedState(
         key=FEED,
         url="https://moved.example.com/feed.xml",
+        configured=FEED,
         title="Example",
         etag='W/"abc"',
         last_modified="Mon, 20 Jan 2025 12:00:00 GMT",
@@ -513,7 +515,12 @@ def test_feed_state_round_trips(store: SQLiteStorage) -> None:
         last_error="HTTP 503",
         error_count=3,
         next_due=T0 + timedelta(hours=4),
-        gone=False,
+        gone=True,
+        failed_hash="f" * 64,
+        failed_error="unparseable feed",
+        failing_entries=(("guid-7", 2),),
+        entry_error="https://x/7: matching failed",
+        article_error="https://x/8: refused",
     )
     store.save_feed_state(state)
     assert store.feed_state(FEED) == state
@@ -522,7 +529,7 @@ def test_feed_state_round_trips(store: SQLiteStorage) -> None:
 
 def test_unknown_feed_state_is_created_empty(store: SQLiteStorage) -> None:
     key = "https://new.example/rss"
-    assert store.feed_state(key) == FeedState(key=key, url=key)
+    assert store.feed_state(key) == FeedState(key=key, url=key, configured=key)
     assert key in {s.key for s in store.feed_states()}
 
 
@@ -532,3 +539,169 @@ def test_meta_set_and_forget(store: SQLiteStorage) -> None:
     store.set_meta("b", "x")
     store.set_meta("b", None)
     assert store.meta() == {"a": "2"}
+
+
+def test_prune_with_a_limit_drops_the_oldest_in_batches(store: SQLiteStorage) -> None:
+    store.commit_poll(
+        _state(store),
+        [_new(n, at=T0 + timedelta(minutes=n), document={"title": f"t{n}"}) for n in range(7)],
+    )
+    cutoff = T0 + timedelta(minutes=5)  # 0..4 are older
+    assert store.prune(cutoff, limit=2) == 2
+    assert [a.title for a in store.articles_since(T0)] == [f"Article {n}" for n in range(2, 7)]
+    assert store.prune(cutoff, limit=2) == 2
+    assert store.prune(cutoff, limit=2) == 1
+    assert store.prune(cutoff, limit=2) == 0
+    assert [a.title for a in store.articles_since(T0)] == ["Article 5", "Article 6"]
+
+
+# --------------------------------------------------------------------------
+# feed identity, pause and resume
+
+
+def test_an_old_database_migrates_with_its_feeds_entries_and_outbox(tmp_path: Path) -> None:
+    from monitor.storage.sqlite import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the first released schema, with data
+        db.executescript(MIGRATIONS[0] + ";PRAGMA user_version=1;")
+        db.execute(
+            "INSERT INTO feeds (key, url, title, etag, last_poll, gone, error_count)"
+            " VALUES (?, ?, 'Example', '\"e1\"', ?, 0, 0)",
+            (FEED, "https://moved.example.com/feed.xml", T0.timestamp()),
+        )
+        db.execute(
+            "INSERT INTO feeds (key, url, gone, last_status) VALUES ('https://gone.example/', "
+            "'https://gone.example/', 1, 410)"
+        )
+        db.execute(
+            "INSERT INTO entries (feed, identity, link, title, first_seen)"
+            " VALUES (?, 'guid-1', 'https://news.example.com/a/1', 'Article 1', ?)",
+            (FEED, T0.timestamp()),
+        )
+        db.execute(
+            "INSERT INTO outbox (entry, notifier, target, message, next_attempt, created)"
+            " VALUES (1, 'chat', 't', ?, ?, ?)",
+            ('{"title": "t", "markdown": "m", "html": "h", "text": "x"}', 0, 0),
+        )
+    db.close()
+    s = SQLiteStorage(path)
+    try:
+        assert s.schema_version() == SCHEMA_VERSION > 1
+        state = s.feed_state(FEED)
+        assert (state.key, state.configured, state.url) == (
+            FEED,
+            FEED,
+            "https://moved.example.com/feed.xml",
+        )
+        assert (state.title, state.etag, state.last_poll, state.entries) == (
+            "Example",
+            '"e1"',
+            T0,
+            1,
+        )
+        assert (state.paused, state.failed_hash, state.failing_entries) == (False, None, ())
+        assert s.seen(state.key, ["guid-1"], []) == {"guid-1"}
+        assert s.feed_state("https://gone.example/").condition == "gone"
+        assert s.outbox_stats().pending == 1
+        # the migrated feed is known by its configured URL: nothing to carry over
+        assert s.ensure_feeds([FeedRef(FEED), FeedRef("https://gone.example/")]) == []
+    finally:
+        s.close()
+
+
+def test_a_feed_whose_url_changed_scheme_keeps_its_entries(tmp_path: Path) -> None:
+    s = SQLiteStorage(tmp_path / "m.db")
+    old, new = "http://news.example.com/feed.xml", "https://news.example.com/feed.xml"
+    try:
+        assert s.ensure_feeds([FeedRef(old, "News")]) == []
+        s.commit_poll(replace(s.feed_state(old), title="News", etag='"e"', next_due=T0), [_new(1)])
+        (moved,) = s.ensure_feeds([FeedRef(new, "News")])
+        assert (moved.key, moved.url, moved.earlier) == (old, new, old)
+        assert "scheme" in moved.reason
+        state = s.feed_state(new)
+        assert (state.key, state.url, state.configured) == (old, new, new)
+        assert (state.etag, state.next_due, state.entries) == ('"e"', T0, 1)  # carried over
+        assert s.seen(state.key, ["guid-1"], []) == {"guid-1"}  # not new under the new URL
+        assert [f.earlier_urls for f in s.feed_states()] == [(old,)]
+        assert s.ensure_feeds([FeedRef(new, "News")]) == []  # known now
+        # back to the old URL: the same feed again, the other URL now the earlier one
+        (back,) = s.ensure_feeds([FeedRef(old, "News")])
+        assert back.key == old and "earlier URLs" in back.reason
+        assert [f.earlier_urls for f in s.feed_states()] == [(new,)]
+    finally:
+        s.close()
+
+
+def test_a_new_url_continues_the_feed_that_has_the_same_name_and_a_gone_feed_resumes(
+    store: SQLiteStorage,
+) -> None:
+    store.ensure_feeds([FeedRef(FEED, "Example")])
+    store.commit_poll(_state(store, gone=True, error_count=3, next_due=T0, last_error="410"), [])
+    elsewhere = "https://cdn.example.net/example.rss"
+    (moved,) = store.ensure_feeds([FeedRef(elsewhere, "Example")])
+    assert moved.reason == "the same name 'Example'"
+    state = store.feed_state(elsewhere)
+    assert (state.key, state.gone, state.error_count, state.last_error) == (FEED, False, 0, None)
+    assert state.next_due is None  # a fixed URL of a failing feed is polled soon
+
+
+def test_a_new_feed_at_a_url_an_earlier_feed_was_first_configured_at_gets_its_own_key(
+    store: SQLiteStorage,
+) -> None:
+    store.commit_poll(_state(store), [_new(1)])
+    moved_to = "https://news.example.com/feed.xml?v=2"
+    store.ensure_feeds([FeedRef(moved_to, "Example")])  # not the same feed: a new one
+    assert store.feed_state(moved_to).key == moved_to
+    renamed = "https://news.example.com/feed.xml/"  # the same feed, trailing slash
+    (moved,) = store.ensure_feeds([FeedRef(moved_to), FeedRef(renamed)])
+    assert moved.key == FEED and moved.url == renamed
+    # now FEED is an earlier URL of a configured feed; configured again, it is a new feed
+    store.ensure_feeds([FeedRef(moved_to), FeedRef(renamed), FeedRef(FEED)])
+    fresh = store.feed_state(FEED)
+    assert fresh.key != FEED and fresh.key.startswith(FEED)
+    assert store.seen(fresh.key, ["guid-1"], []) == set()
+    assert store.seen(store.feed_state(renamed).key, ["guid-1"], []) == {"guid-1"}
+
+
+def test_a_poll_in_flight_while_the_feed_moved_does_not_undo_the_move(
+    store: SQLiteStorage,
+) -> None:
+    before = store.feed_state(FEED)  # a poll starts
+    new = "https://news.example.com/feed.xml/"
+    store.ensure_feeds([FeedRef(new)])  # a reload moves the feed
+    store.commit_poll(replace(before, etag='"late"', error_count=5), [_new(1)])  # it ends
+    state = store.feed_state(new)
+    assert (state.url, state.configured, state.etag, state.error_count) == (new, new, None, 0)
+    assert state.entries == 1  # the entries it found are the feed's all the same
+
+
+def test_an_adopted_redirect_remembers_the_url_polled_before(store: SQLiteStorage) -> None:
+    store.save_feed_state(_state(store, url="https://a.example/1"))
+    store.save_feed_state(_state(store, url="https://a.example/2"))
+    (state,) = store.feed_states()
+    assert state.url == "https://a.example/2"
+    assert state.earlier_urls == ("https://a.example/1",)  # the configured URL is not earlier
+
+
+def test_pause_survives_polls_and_resume_clears_gone_and_the_failed_document(
+    store: SQLiteStorage,
+) -> None:
+    key = store.feed_state(FEED).key
+    store.pause_feed(key)
+    first = store.meta()["feeds_changed"]
+    store.commit_poll(_state(store, last_status=200), [])  # a poll that was in flight
+    assert store.feed_state(FEED).paused and store.feed_state(FEED).condition == "paused"
+    store.save_feed_state(
+        _state(store, gone=True, error_count=4, failed_hash="h", failed_error="bad", next_due=None)
+    )
+    store.resume_feed(key, T0)
+    state = store.feed_state(FEED)
+    assert (state.paused, state.gone, state.error_count, state.failed_hash) == (
+        False,
+        False,
+        0,
+        None,
+    )
+    assert state.next_due == T0
+    assert store.meta()["feeds_changed"] != first

@@ -14,6 +14,15 @@ Guarantees every implementation gives (SPEC section 6):
   it goes to the current one.
 * A row is claimed (with an expiry) before it is sent; while a claim runs,
   no other claimant gets the row, so two processes never send it both.
+* A feed has a stable ``key`` that its entries belong to; the URL the config
+  lists it at (``configured``) may change. ``ensure_feeds`` carries a stored
+  feed over to a new configured URL when they are the same feed
+  (``decide.carry_over``), so its entries are not new again.
+* Polls (``save_feed_state``, ``commit_poll``) never change a feed's identity
+  (its configured URL, its name) or ``paused``, and write its state only while
+  the feed is still configured at ``state.configured``: a poll that was in
+  flight while a reload moved the feed can't undo the move (its entries are
+  recorded all the same).
 """
 
 from __future__ import annotations
@@ -31,11 +40,31 @@ class StorageError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class FeedRef:
+    """A feed as the config lists it: what the store needs to know it again."""
+
+    url: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedOver:
+    """A stored feed that continues at a new configured URL (see ``ensure_feeds``)."""
+
+    key: str
+    url: str  # configured now
+    earlier: str  # configured before
+    reason: str
+    rivals: tuple[str, ...] = ()  # other new URLs that could have been it
+
+
+@dataclass(frozen=True, slots=True)
 class FeedState:
     """What the store remembers of one feed between polls."""
 
-    key: str  # the URL as configured
-    url: str  # the URL polled now (differs after a 301)
+    key: str  # the stable identity its entries belong to: the URL it was first configured at
+    url: str  # the URL polled now (a permanent redirect's target, once that answered a feed)
+    configured: str | None = None  # the URL the config lists it at; None: the key
     title: str | None = None
     etag: str | None = None
     last_modified: str | None = None
@@ -45,10 +74,26 @@ class FeedState:
     last_error: str | None = None
     error_count: int = 0
     next_due: datetime | None = None
-    gone: bool = False  # 410: polling stopped
+    gone: bool = False  # answered 410: asked again daily until it answers with a feed
+    paused: bool = False  # `monitor feeds pause`: not polled until resumed
+    failed_hash: str | None = None  # sha256 of the last document that failed to parse ...
+    failed_error: str | None = None  # ... and why: the same bytes are not parsed again
+    # identity -> polls in a row on which matching that new entry failed
+    failing_entries: tuple[tuple[str, int], ...] = ()
+    entry_error: str | None = None  # the last entry recorded without matching, and why
     article_error: str | None = None  # the last article page that could not be used, and why
+    earlier_urls: tuple[str, ...] = ()  # configured or polled before (feed_states only)
     entries: int = 0
     matches: int = 0
+
+    @property
+    def condition(self) -> str:
+        """``paused``, ``gone``, ``failing`` (its last poll failed) or ``ok``."""
+        if self.paused:
+            return "paused"
+        if self.gone:
+            return "gone"
+        return "failing" if self.last_error else "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,23 +178,41 @@ class OutboxStats:
 class Storage(Protocol):
     """Persistent state of the monitor; see the module docstring for the contract."""
 
-    def ensure_feeds(self, keys: Iterable[str]) -> None:
-        """Make a row for every configured feed that has none."""
+    def ensure_feeds(self, feeds: Iterable[FeedRef]) -> list[CarriedOver]:
+        """Know every feed of the config; ``feeds`` is the whole config, in its order.
 
-    def feed_state(self, key: str) -> FeedState:
-        """The state of one feed (ensure_feeds first)."""
+        A configured URL the store knows is that feed (its name is updated).
+        An unknown one continues a stored feed that no URL of the config
+        names any more when ``decide.carry_over`` says they are the same feed:
+        entries, validators, schedule and title carry over, the old URLs are
+        remembered, and a gone feed resumes (a failing or gone one is polled
+        soon). Any other unknown URL is a new feed. One transaction; returns
+        the carried-over feeds.
+        """
+
+    def feed_state(self, url: str) -> FeedState:
+        """The state of the feed configured at ``url`` (created empty if unknown)."""
 
     def feed_states(self, *, counts: bool = True) -> list[FeedState]:
-        """Every known feed; ``counts=False`` leaves entries/matches at 0 (much cheaper)."""
+        """Every known feed; ``counts=False`` leaves entries/matches and earlier URLs
+        empty (much cheaper)."""
 
     def save_feed_state(self, state: FeedState) -> None:
         """Store a poll that brought no entries (error, 304, unchanged body)."""
 
     def seen(self, key: str, identities: Sequence[str], links: Sequence[str]) -> set[str]:
-        """Which of these identities, or links, the feed has had before."""
+        """Which of these identities, or links, the feed (by ``FeedState.key``) has had."""
 
     def commit_poll(self, state: FeedState, entries: Sequence[NewEntry]) -> list[int]:
         """Write state, entries, matches and outbox rows in one transaction."""
+
+    def pause_feed(self, key: str) -> None:
+        """Stop polling a feed until ``resume_feed``; changes the ``feeds_changed`` meta."""
+
+    def resume_feed(self, key: str, now: datetime) -> None:
+        """Poll a paused, gone or failing feed again at ``now``: clears paused, gone, the
+        error count and the failed document's hash (its bytes are parsed again);
+        changes the ``feeds_changed`` meta, which a running daemon watches."""
 
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
         """Pending outbox rows whose next attempt is due, oldest first (claimed or not)."""
@@ -208,8 +271,13 @@ class Storage(Protocol):
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         """Stored normalized article texts, oldest first."""
 
-    def prune(self, text_before: datetime) -> int:
-        """Drop stored article texts older than the retention; returns how many."""
+    def prune(self, text_before: datetime, limit: int | None = None) -> int:
+        """Drop stored article texts older than ``text_before``; returns how many.
+
+        With ``limit``, at most that many (the oldest) in one short transaction:
+        call again while it returns ``limit``. Entries themselves are never
+        dropped, so an entry is never new twice.
+        """
 
     def lock_for_daemon(self) -> None:
         """Hold this database for the calling process's ``monitor run`` until close().

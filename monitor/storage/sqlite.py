@@ -13,8 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from monitor import decide
 from monitor.storage.base import (
+    CarriedOver,
     Delivery,
+    FeedRef,
     FeedState,
     MatchRecord,
     NewEntry,
@@ -93,6 +96,26 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claim_until REAL;
     CREATE INDEX outbox_target ON outbox (notifier, target, status, next_attempt);
+    """,
+    # 3: feed identity: `key` stays the feed's identity (its entries keep pointing
+    # at it) while the URL the config lists it at, `configured`, may change;
+    # earlier URLs in feed_urls. Poisoned documents and entries; pause.
+    """
+    ALTER TABLE feeds ADD COLUMN configured TEXT;
+    UPDATE feeds SET configured = key;
+    CREATE UNIQUE INDEX feeds_configured ON feeds (configured);
+    ALTER TABLE feeds ADD COLUMN name TEXT;
+    ALTER TABLE feeds ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE feeds ADD COLUMN failed_hash TEXT;
+    ALTER TABLE feeds ADD COLUMN failed_error TEXT;
+    ALTER TABLE feeds ADD COLUMN failing_entries TEXT;
+    ALTER TABLE feeds ADD COLUMN entry_error TEXT;
+    CREATE TABLE feed_urls (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL REFERENCES feeds(key),
+        url TEXT NOT NULL,
+        UNIQUE (feed, url)
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -278,26 +301,111 @@ class SQLiteStorage:
 
     # feeds ---------------------------------------------------------------
 
-    def ensure_feeds(self, keys: Iterable[str]) -> None:
-        self._db.executemany(
-            "INSERT OR IGNORE INTO feeds (key, url) VALUES (?, ?)", [(k, k) for k in keys]
+    def ensure_feeds(self, feeds: Iterable[FeedRef]) -> list[CarriedOver]:
+        refs = list(feeds)
+        known = dict(
+            self._db.execute("SELECT configured, name FROM feeds WHERE configured IS NOT NULL")
         )
+        if all(r.url in known and known[r.url] == r.name for r in refs):
+            return []  # the usual reload: nothing to write
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            carried = self._sync_feeds(refs)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return carried
+
+    def _sync_feeds(self, refs: list[FeedRef]) -> list[CarriedOver]:
+        db = self._db
+        rows = db.execute(
+            "SELECT key, configured, url, name, last_poll FROM feeds WHERE configured IS NOT NULL"
+        ).fetchall()
+        by_url = {str(r[1]): r for r in rows}
+        wanted = {r.url for r in refs}
+        db.executemany(
+            "UPDATE feeds SET name = ? WHERE configured = ?",
+            [(r.name, r.url) for r in refs if r.url in by_url and by_url[r.url][3] != r.name],
+        )
+        unknown = [r for r in refs if r.url not in by_url]
+        if not unknown:
+            return []
+        orphans = [r for r in rows if r[1] not in wanted]
+        earlier: dict[str, list[str]] = {}
+        if orphans:
+            for feed, url in db.execute("SELECT feed, url FROM feed_urls ORDER BY id"):
+                earlier.setdefault(str(feed), []).append(str(url))
+        stored = [
+            decide.StoredFeed(
+                key=str(key),
+                configured=str(configured),
+                polled=str(url),
+                name=name,
+                earlier=tuple(earlier.get(str(key), ())),
+                last_poll=_dt(last_poll),
+            )
+            for key, configured, url, name, last_poll in orphans
+        ]
+        carries = decide.carry_over([decide.Claim(r.url, r.name) for r in unknown], stored)
+        names = {r.url: r.name for r in unknown}
+        out = []
+        for c in carries:
+            (old_url,) = db.execute("SELECT url FROM feeds WHERE key = ?", (c.key,)).fetchone()
+            db.executemany(
+                "INSERT OR IGNORE INTO feed_urls (feed, url) VALUES (?, ?)",
+                [(c.key, u) for u in dict.fromkeys((c.earlier, old_url)) if u != c.url],
+            )
+            db.execute("DELETE FROM feed_urls WHERE feed = ? AND url = ?", (c.key, c.url))
+            # A fixed URL is the operator's answer to a failing or gone feed: poll it soon.
+            db.execute(
+                "UPDATE feeds SET configured = ?, url = ?, name = ?,"
+                " next_due = CASE WHEN gone OR error_count > 0 THEN NULL ELSE next_due END,"
+                " gone = 0, error_count = 0, last_error = NULL WHERE key = ?",
+                (c.url, c.url, names[c.url], c.key),
+            )
+            out.append(CarriedOver(c.key, c.url, c.earlier, c.reason, c.rivals))
+        carried = {c.url for c in carries}
+        for ref in unknown:
+            if ref.url not in carried:
+                self._insert_feed(ref.url, ref.name)
+        return out
+
+    def _insert_feed(self, url: str, name: str | None) -> str:
+        """A new feed configured at ``url``; its key is the URL unless an earlier feed has it."""
+        key, n = url, 1
+        while self._db.execute("SELECT 1 FROM feeds WHERE key = ?", (key,)).fetchone():
+            n += 1
+            key = f"{url}#{n}"
+        self._db.execute(
+            "INSERT INTO feeds (key, url, configured, name) VALUES (?, ?, ?, ?)",
+            (key, url, url, name),
+        )
+        return key
 
     _STATE_COLUMNS = (
-        "key, url, title, etag, last_modified, body_hash, last_poll, last_status, last_error,"
-        " error_count, next_due, gone, article_error"
+        "key, url, configured, title, etag, last_modified, body_hash, last_poll, last_status,"
+        " last_error, error_count, next_due, gone, paused, failed_hash, failed_error,"
+        " failing_entries, entry_error, article_error"
     )
-    _FEED_COLUMNS = (
-        _STATE_COLUMNS + ", (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
+    _ENTRY_COUNTS = (
+        ", (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
         " (SELECT count(*) FROM matches m JOIN entries e ON e.id = m.entry WHERE e.feed = f.key)"
+    )
+    _COUNT_COLUMNS = (
+        _ENTRY_COUNTS + ","
+        " (SELECT json_group_array(url) FROM (SELECT url FROM feed_urls u WHERE u.feed = f.key"
+        " ORDER BY u.id))"
     )
 
     @staticmethod
     def _feed_row(row: tuple[object, ...]) -> FeedState:
-        (key, url, title, etag, lm, bh, lp, ls, le, ec, nd, gone, ae, n_entries, n_matches) = row
+        (key, url, configured, title, etag, lm, bh, lp, ls, le, ec, nd, gone, paused) = row[:14]
+        (fh, fe, failing, ee, ae, n_entries, n_matches, earlier) = row[14:]
         return FeedState(
             key=str(key),
             url=str(url),
+            configured=str(configured or key),
             title=title,  # type: ignore[arg-type]
             etag=etag,  # type: ignore[arg-type]
             last_modified=lm,  # type: ignore[arg-type]
@@ -308,41 +416,63 @@ class SQLiteStorage:
             error_count=int(ec),  # type: ignore[call-overload]
             next_due=_dt(nd),  # type: ignore[arg-type]
             gone=bool(gone),
+            paused=bool(paused),
+            failed_hash=fh,  # type: ignore[arg-type]
+            failed_error=fe,  # type: ignore[arg-type]
+            failing_entries=tuple((str(i), int(n)) for i, n in json.loads(str(failing)))
+            if failing
+            else (),
+            entry_error=ee,  # type: ignore[arg-type]
             article_error=ae,  # type: ignore[arg-type]
+            earlier_urls=tuple(json.loads(str(earlier))) if earlier else (),
             entries=int(n_entries),  # type: ignore[call-overload]
             matches=int(n_matches),  # type: ignore[call-overload]
         )
 
-    def feed_state(self, key: str) -> FeedState:
+    def feed_state(self, url: str) -> FeedState:
         row = self._db.execute(
-            f"SELECT {self._FEED_COLUMNS} FROM feeds f WHERE key = ?", (key,)
+            f"SELECT {self._STATE_COLUMNS}{self._ENTRY_COUNTS}, NULL FROM feeds f"
+            " WHERE configured = ?",
+            (url,),
         ).fetchone()
         if row is None:
-            self.ensure_feeds([key])
-            return FeedState(key=key, url=key)
+            key = self._insert_feed(url, None)
+            return FeedState(key=key, url=url, configured=url)
         return self._feed_row(row)
 
     def feed_states(self, *, counts: bool = True) -> list[FeedState]:
-        columns = (
-            self._FEED_COLUMNS if counts else self._FEED_COLUMNS.split(", (SELECT")[0] + ", 0, 0"
-        )
-        rows = self._db.execute(f"SELECT {columns} FROM feeds f ORDER BY key")
+        extra = self._COUNT_COLUMNS if counts else ", 0, 0, NULL"
+        rows = self._db.execute(f"SELECT {self._STATE_COLUMNS}{extra} FROM feeds f ORDER BY key")
         return [self._feed_row(r) for r in rows]
 
     def _write_state(self, s: FeedState) -> None:
+        configured = s.configured or s.key
+        # A URL polled before and left for a permanent redirect's target is an earlier URL.
         self._db.execute(
-            "INSERT INTO feeds (key, url, title, etag, last_modified, body_hash, last_poll,"
-            " last_status, last_error, error_count, next_due, gone, article_error)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+            "INSERT OR IGNORE INTO feed_urls (feed, url) SELECT key, url FROM feeds"
+            " WHERE key = ? AND url != ? AND url != configured AND configured = ?",
+            (s.key, s.url, configured),
+        )
+        self._db.execute(
+            "INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
+            " last_poll, last_status, last_error, error_count, next_due, gone, failed_hash,"
+            " failed_error, failing_entries, entry_error, article_error)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
             " url=excluded.url, title=excluded.title, etag=excluded.etag,"
             " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
             " last_poll=excluded.last_poll, last_status=excluded.last_status,"
             " last_error=excluded.last_error, error_count=excluded.error_count,"
             " next_due=excluded.next_due, gone=excluded.gone,"
-            " article_error=excluded.article_error",
+            " failed_hash=excluded.failed_hash, failed_error=excluded.failed_error,"
+            " failing_entries=excluded.failing_entries, entry_error=excluded.entry_error,"
+            " article_error=excluded.article_error"
+            # A poll that was in flight while a reload moved the feed to another URL
+            # describes the old URL: its entries count, its state does not.
+            " WHERE feeds.configured IS excluded.configured",
             (
                 s.key,
                 s.url,
+                configured,
                 s.title,
                 s.etag,
                 s.last_modified,
@@ -353,12 +483,46 @@ class SQLiteStorage:
                 s.error_count,
                 _ts(s.next_due),
                 int(s.gone),
+                s.failed_hash,
+                s.failed_error,
+                json.dumps(s.failing_entries) if s.failing_entries else None,
+                s.entry_error,
                 s.article_error,
             ),
         )
 
     def save_feed_state(self, state: FeedState) -> None:
-        self._write_state(state)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._write_state(state)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def pause_feed(self, key: str) -> None:
+        self._control("UPDATE feeds SET paused = 1 WHERE key = ?", (key,))
+
+    def resume_feed(self, key: str, now: datetime) -> None:
+        self._control(
+            "UPDATE feeds SET paused = 0, gone = 0, error_count = 0, failed_hash = NULL,"
+            " failed_error = NULL, next_due = ? WHERE key = ?",
+            (now.timestamp(), key),
+        )
+
+    def _control(self, sql: str, args: tuple[object, ...]) -> None:
+        """An operator's change, and a new ``feeds_changed`` for a running daemon to notice."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(sql, args)
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('feeds_changed', '1') ON CONFLICT(key)"
+                " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # entries ---------------------------------------------------------------
 
@@ -625,7 +789,8 @@ class SQLiteStorage:
 
     def matches_since(self, since: datetime, rule: str | None = None) -> list[MatchRecord]:
         rows = self._db.execute(
-            "SELECT coalesce(f.title, f.key), e.title, e.link, e.published, m.created, m.rules,"
+            "SELECT coalesce(f.title, f.configured, f.key), e.title, e.link, e.published,"
+            " m.created, m.rules,"
             " m.terms, m.hits, m.snippet FROM matches m JOIN entries e ON e.id = m.entry"
             " JOIN feeds f ON f.key = e.feed WHERE m.created >= ?"
             " ORDER BY m.created DESC, e.id DESC",
@@ -653,7 +818,8 @@ class SQLiteStorage:
 
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         rows = self._db.execute(
-            "SELECT f.key, coalesce(f.title, f.key), e.title, e.link, a.stored, a.fields"
+            "SELECT coalesce(f.configured, f.key), coalesce(f.title, f.configured, f.key),"
+            " e.title, e.link, a.stored, a.fields"
             " FROM articles a"
             " JOIN entries e ON e.id = a.entry JOIN feeds f ON f.key = e.feed"
             " WHERE a.stored >= ? ORDER BY a.stored, a.entry",
@@ -664,8 +830,17 @@ class SQLiteStorage:
             for key, feed, title, link, stored, fields in rows
         ]
 
-    def prune(self, text_before: datetime) -> int:
-        cur = self._db.execute("DELETE FROM articles WHERE stored < ?", (text_before.timestamp(),))
+    def prune(self, text_before: datetime, limit: int | None = None) -> int:
+        if limit is None:
+            cur = self._db.execute(
+                "DELETE FROM articles WHERE stored < ?", (text_before.timestamp(),)
+            )
+        else:
+            cur = self._db.execute(
+                "DELETE FROM articles WHERE entry IN (SELECT entry FROM articles"
+                " WHERE stored < ? ORDER BY stored LIMIT ?)",
+                (text_before.timestamp(), limit),
+            )
         return cur.rowcount
 
     def set_meta(self, key: str, value: str | None) -> None:
