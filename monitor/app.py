@@ -13,7 +13,7 @@ from typing import TextIO
 
 from monitor import __version__, notify
 from monitor.config import Config, FeedSpec
-from monitor.delivery import Deliverer, RetryPolicy, Targets
+from monitor.delivery import Deliverer, RetryPolicy, Target, Targets
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
 from monitor.pipeline import Context, Poller, PollOutcome, Stopped
@@ -47,17 +47,18 @@ def fetch_policy(config: Config) -> FetchPolicy:
 
 
 def build_targets(config: Config, console: TextIO | None = None) -> Targets:
-    """(notifier, URL position) -> (masked URL, sender); the console when none is configured."""
-    targets: dict[tuple[str, int], tuple[str, notify.Sender]] = {}
+    """(notifier, URL position) -> its target; the console when none is configured."""
+    targets: dict[tuple[str, int], Target] = {}
     for n in config.notifiers:
         for position, url in enumerate(n.urls):
-            targets[(n.name, position)] = (
+            targets[(n.name, position)] = Target(
                 notify.mask(url, config.secrets),
                 notify.AppriseSender(url, config.secrets),
+                n,
             )
     if not config.notifiers:
         sender = notify.ConsoleSender(console) if console else notify.ConsoleSender()
-        targets[(notify.CONSOLE, 0)] = ("console", sender)
+        targets[(notify.CONSOLE, 0)] = Target("console", sender)
     return targets
 
 
@@ -136,7 +137,13 @@ class App:
             clock=utcnow,
             retry=retry or RetryPolicy(first=config.settings.retry_delay),
             db=self.db_threads,
+            admin=self.admin,
         )
+
+    def admin(self) -> tuple[str, int] | None:
+        """The notifier for operator notices (``settings.admin_notify``) and its URLs."""
+        name = self.config.settings.admin_notify
+        return (name, self.config.notifier_urls()[name]) if name else None
 
     def settle_outbox(self) -> dict[str, int]:
         """Fit the outbox to the config in force (the daemon's, at start and on reload).

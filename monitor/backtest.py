@@ -45,7 +45,10 @@ def backtest(
     seen = 0
     for article in articles:
         seen += 1
-        doc = Document(fields=article.fields)
+        # Stored as written (older rows: folded); folding it again gives what matched live.
+        doc = Document(
+            fields={k: v.casefold() for k, v in article.fields.items()}, display=article.fields
+        )
         for m in matcher.match(doc, feed=article.feed, tags=tags.get(article.feed_key, ())):
             report = reports.get(m.rule)
             if report is None:

@@ -107,6 +107,17 @@ def _parser() -> argparse.ArgumentParser:
         one.add_argument(
             "name", metavar="NAME", help="the feed's name as status shows it, or its URL"
         )
+    ob = sub.add_parser("outbox", parents=[common], help="alerts not sent yet, or given up")
+    ob.add_argument("--failed", action="store_true", help="only the rows given up")
+    ob.add_argument("--json", action="store_true", help="one JSON object per row")
+    ob_sub = ob.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND")
+    retry = ob_sub.add_parser(
+        "retry", parents=[common], help="send a row (or every failed one) again"
+    )
+    retry.add_argument("id", nargs="?", type=int, help="the row's id (see `monitor outbox`)")
+    retry.add_argument("--failed", action="store_true", help="every row given up")
+    drop = ob_sub.add_parser("drop", parents=[common], help="never send a row")
+    drop.add_argument("id", type=int, help="the row's id (see `monitor outbox`)")
     im = sub.add_parser("import-opml", parents=[common], help="add the feeds of an OPML file")
     im.add_argument("file", help="OPML file (e.g. exported from another feed reader)")
     sub.add_parser("export-opml", parents=[common], help="print the feeds as OPML")
@@ -249,15 +260,15 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
         print(f"monitor: no notifier named {args.notifier!r}", file=sys.stderr)
         return EXIT_USAGE
     failures = 0
-    for (name, _key), (masked, sender) in targets.items():
+    for (name, _key), target in targets.items():
         if args.notifier and name != args.notifier:
             continue
-        error = sender.send(test_message(name, datetime.now(UTC)))
+        error = target.sender.send(test_message(name, datetime.now(UTC), target.sender.format))
         if error:
             failures += 1
-            print(f"{name}: {masked}: FAILED: {error}")
+            print(f"{name}: {target.masked}: FAILED: {error}")
         else:
-            print(f"{name}: {masked}: sent")
+            print(f"{name}: {target.masked}: sent")
     return EXIT_FAIL if failures else EXIT_OK
 
 
@@ -448,6 +459,72 @@ def _pause_or_resume(
     return EXIT_OK
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    config, _problem, setting = _load_for_store(args)
+    store, database = _read_store(args, setting)  # exists: checked, never created here
+    command = getattr(args, "outbox_command", None)
+    if command:  # retry/drop write: the same database, opened for writing
+        store.close()
+        store = open_storage(database.location)
+    try:
+        if command == "retry":
+            if (args.id is None) == (not args.failed):
+                print("monitor: outbox retry takes an ID or --failed", file=sys.stderr)
+                return EXIT_USAGE
+            done = store.retry_deliveries(None if args.failed else [args.id], datetime.now(UTC))
+            if not done:
+                print(f"monitor: no row {args.id} waiting or given up", file=sys.stderr)
+                return EXIT_USAGE if args.id is not None else EXIT_OK
+            print(f"{done} rows queued again: a running daemon sends them within seconds")
+            return EXIT_OK
+        if command == "drop":
+            if not store.drop_delivery(args.id):
+                print(f"monitor: no row {args.id} waiting or given up", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"row {args.id} dropped: it is never sent")
+            return EXIT_OK
+        rows = store.outbox_rows(failed_only=args.failed)
+    finally:
+        store.close()
+    masked = _masked_targets(config)
+    for r in rows:
+        target = masked.get((r.notifier, r.target), f"{r.notifier} URL #{r.target + 1}")
+        record = {
+            "id": r.id,
+            "notifier": r.notifier,
+            "target": target,
+            "status": r.status,
+            "title": r.title,
+            "link": r.link,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "created": _iso(r.created),
+            "next_attempt": _iso(r.next_attempt),
+        }
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False))
+            continue
+        when = f"next try {record['next_attempt']}" if r.status == "pending" else "GIVEN UP"
+        print(f"#{r.id} {r.notifier} → {target}  {when}, {r.attempts} attempts")
+        print(f"    {r.title}" + (f"\n    {r.link}" if r.link else ""))
+        if r.last_error:
+            print(f"    last error: {r.last_error}")
+    if not args.json:
+        print(f"{len(rows)} rows {'given up' if args.failed else 'not sent'}")
+    return EXIT_OK
+
+
+def _masked_targets(config: Config | None) -> dict[tuple[str, int], str]:
+    """(notifier, URL position) -> the URL as shown (masked), for the config in force."""
+    if config is None:
+        return {}
+    return {
+        (n.name, i): notify.mask(url, config.secrets)
+        for n in config.notifiers
+        for i, url in enumerate(n.urls)
+    }
+
+
 def _quote(s: Snippet | None) -> str:
     return f"{s.field}: {s.before}»{s.hit}«{s.after}" if s else ""
 
@@ -592,6 +669,7 @@ COMMANDS = {
     "status": cmd_status,
     "matches": cmd_matches,
     "feeds": cmd_feeds,
+    "outbox": cmd_outbox,
     "rules": cmd_rules,
     "import-opml": cmd_import_opml,
     "export-opml": cmd_export_opml,

@@ -31,6 +31,7 @@ DEFAULT_INTERVAL = 15 * 60.0
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_AGE = 2 * 86400.0
 DEFAULT_RETENTION = 30 * 86400.0
+DEFAULT_STORY_WINDOW = 48 * 3600.0
 MIN_INTERVAL = 1.0
 DEFAULT_DATABASE = "monitor.db"  # next to feeds.yaml
 MAX_CREDENTIAL_BYTES = 64 * 1024  # a ${file:...} longer than this is a mistake (/dev/zero?)
@@ -88,6 +89,9 @@ class Settings:
     max_bytes: int = 10 * 1024 * 1024
     retry_delay: float = 30.0  # first delivery retry; doubles up to an hour
     workers: int | None = None  # worker processes; None: one per available CPU, at most 4
+    story_window: float = DEFAULT_STORY_WINDOW  # one story, one alert per rule within this
+    admin_notify: str | None = None  # the notifier that gets operator notices
+    admin_failures: int = 5  # polls failed in a row before the operator is told
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +116,23 @@ class FeedSpec:
 
 @dataclass(frozen=True, slots=True)
 class NotifierSpec:
-    """A named notifier: one or more apprise URLs, each delivered on its own.
+    """A named notifier: one or more apprise URLs, each delivered on its own, and
+    its delivery policies (the mapping form of ``notifiers:``).
 
     Outbox rows name a URL by its position here, so rotating a secret (or
     editing the URL) keeps the alerts still pending: they go to the URL in force.
+    ``quiet_hours`` holds (start, end) as minutes after midnight in ``timezone``
+    (None: the system's); ``digest`` the schedule as written (see
+    ``scheduler.digest_trigger``); ``template`` a Jinja2 template for the body.
     """
 
     name: str
     urls: tuple[str, ...]
+    quiet_hours: tuple[int, int] | None = None
+    timezone: str | None = None
+    max_per_hour: int | None = None
+    digest: str | None = None
+    template: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +286,22 @@ class _Loader:
         self.secrets: set[str] = set()  # every value a substitution put in
         self.files: dict[Path, str] = {}  # ${file:...} read so far, each once per load
         self.constructor = yaml.constructor.SafeConstructor()
+        self.nodes: dict[str, Node] = {}  # nodes checked after the section that holds them
 
-    def error(self, node: Node | None, message: str, offset: int | None = None) -> None:
+    def error(
+        self,
+        node: Node | None,
+        message: str,
+        offset: int | None = None,
+        template_line: int | None = None,
+    ) -> None:
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
         if offset is not None and isinstance(node, ScalarNode):
             # Point inside the string: skip the opening quote of a quoted scalar.
             col += offset + (1 if node.style in ("'", '"') else 0)
+        if template_line is not None and isinstance(node, ScalarNode):
+            # A line of a string: a block scalar (| or >) starts on the line after its key.
+            line += template_line - 1 + (1 if node.style in ("|", ">") else 0)
         self.problems.append(Problem(self.path, line, col, message))
 
     # scalars ---------------------------------------------------------------
@@ -450,20 +473,37 @@ _SETTINGS_KEYS = (
     "retry_delay",
     "host_spacing",
     "workers",
+    "story_window",
+    "admin_notify",
+    "admin_failures",
 )
+_NOTIFIER_KEYS = ("url", "quiet_hours", "timezone", "max_per_hour", "digest", "template")
 _FEED_KEYS = ("url", "name", "interval", "extract", "tags")
-_RULE_KEYS = ("name", "keywords", "all", "exclude", "query", "fields", "feeds", "notify")
+_RULE_KEYS = (
+    "name",
+    "keywords",
+    "all",
+    "exclude",
+    "query",
+    "fields",
+    "feeds",
+    "notify",
+    "priority",
+)
+_QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 def _settings(ld: _Loader, node: Node) -> Settings:
     values: dict[str, Any] = {}
     for key, _k, v in ld.mapping(node, "settings", _SETTINGS_KEYS):
         value: Any
-        if key in ("database", "user_agent"):
+        if key in ("database", "user_agent", "admin_notify"):
             value = ld.string(v, f"settings.{key}")
+            if key == "admin_notify" and value is not None:
+                ld.nodes["admin_notify"] = v
         elif key in ("extract", "allow_private_addresses"):
             value = ld.boolean(v, f"settings.{key}")
-        elif key in ("concurrency", "per_host", "max_bytes", "workers"):
+        elif key in ("concurrency", "per_host", "max_bytes", "workers", "admin_failures"):
             value = ld.integer(v, f"settings.{key}")
         else:
             minimum = MIN_INTERVAL if key == "interval" else 0.0
@@ -479,16 +519,81 @@ def _settings(ld: _Loader, node: Node) -> Settings:
 def _notifiers(ld: _Loader, node: Node) -> tuple[NotifierSpec, ...]:
     out = []
     for name, _k, v in ld.mapping(node, "notifiers", None):
-        urls = ld.string_list(v, f"notifier {name!r}")
-        if not urls and isinstance(v, SequenceNode):
-            ld.error(v, f"notifier {name!r} needs at least one apprise URL")
+        what = f"notifier {name!r}"
+        policy: dict[str, Any] = {}
+        policy_nodes: dict[str, Node] = {}
+        url_node: Node | None = v
+        if isinstance(v, MappingNode):  # {url: ..., quiet_hours: ..., ...}
+            url_node = None
+            for key, _kn, pv in ld.mapping(v, what, _NOTIFIER_KEYS):
+                if key == "url":
+                    url_node = pv
+                else:
+                    policy[key] = _notifier_policy(ld, what, key, pv)
+                    policy_nodes[key] = pv
+            if url_node is None:
+                ld.error(v, f"{what} needs a url")
+        urls = ld.string_list(url_node, what) if url_node is not None else []
+        if not urls and isinstance(url_node, SequenceNode):
+            ld.error(url_node, f"{what} needs at least one apprise URL")
         for url, unode in urls:
             ld.secrets.update(url_credentials(url))
             problem = notify.url_problem(url)
             if problem:
-                ld.error(unode, f"notifier {name!r}: {problem}")
-        out.append(NotifierSpec(name, tuple(u for u, _ in urls)))
+                ld.error(unode, f"{what}: {problem}")
+        spec = NotifierSpec(
+            name, tuple(u for u, _ in urls), **{k: x for k, x in policy.items() if x is not None}
+        )
+        if spec.digest is not None:  # checked with its timezone, once both are read
+            from monitor.scheduler import digest_trigger
+
+            try:
+                digest_trigger(spec.digest, spec.timezone)
+            except ValueError as exc:
+                ld.error(policy_nodes["digest"], f"{what}: digest: {exc}")
+        out.append(spec)
     return tuple(out)
+
+
+def _notifier_policy(ld: _Loader, what: str, key: str, node: Node) -> Any:
+    """One policy key of a notifier in the mapping form; None (and an error) when wrong."""
+    if key == "max_per_hour":
+        return ld.integer(node, f"{what}: max_per_hour")
+    value = ld.string(node, f"{what}: {key}")
+    if value is None:
+        return None
+    if key == "quiet_hours":
+        m = _QUIET.match(value)
+        if not m or int(m[1]) > 23 or int(m[3]) > 23 or int(m[2]) > 59 or int(m[4]) > 59:
+            ld.error(node, f'{what}: quiet_hours must look like "22:00-07:00", got {value!r}')
+            return None
+        start, end = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
+        if start == end:
+            ld.error(node, f"{what}: quiet_hours can't start and end at the same time")
+            return None
+        return (start, end)
+    if key == "timezone":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            ld.error(node, f"{what}: unknown timezone {value!r} (e.g. Europe/Berlin, UTC)")
+            return None
+        return value
+    if key == "digest":
+        return value
+    # template: compiled now, so a mistake is a config error with its line
+    from jinja2 import TemplateSyntaxError
+
+    from monitor.render import Format, compile_template
+
+    try:
+        compile_template(value, Format.TEXT)
+    except TemplateSyntaxError as exc:
+        ld.error(node, f"{what}: template: {exc.message}", template_line=exc.lineno)
+        return None
+    return value
 
 
 def _feeds(ld: _Loader, node: Node) -> tuple[FeedSpec, ...]:
@@ -556,6 +661,11 @@ def _rules(
             nodes[key] = v
             if key in ("name", "query"):
                 values[key] = ld.string(v, f"rule {key}")
+            elif key == "priority":
+                values[key] = ld.string(v, "rule priority")
+                if values[key] not in (None, "high", "normal"):
+                    ld.error(v, f"rule priority must be high or normal, got {values[key]!r}")
+                    values[key] = None
             else:
                 pairs = ld.string_list(v, f"rule {key}")
                 values[key] = tuple(s for s, _ in pairs)
@@ -612,6 +722,11 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
     refs = {f.name for f in feeds if f.name} | {t for f in feeds for t in f.tags}
     notifier_names = {n.name for n in notifiers}
     rules = _rules(ld, sections["rules"], notifier_names, refs) if "rules" in sections else ()
+    if settings.admin_notify is not None and settings.admin_notify not in notifier_names:
+        ld.error(
+            ld.nodes.get("admin_notify"),
+            f"settings.admin_notify: no notifier named {settings.admin_notify!r}",
+        )
     secrets = frozenset(ld.secrets)
     if ld.problems:
         # A message may quote a substituted value ("got '...'"): never a secret.

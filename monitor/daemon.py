@@ -32,6 +32,7 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.redact import Redactor
 from monitor.scheduler import FeedScheduler
 from monitor.sdnotify import sd_notify, watchdog_interval
+from monitor.types import Notice
 
 log = logging.getLogger("monitor.daemon")
 
@@ -119,17 +120,24 @@ class Daemon:
             self.scheduler.schedule(feed.key, max(due, now))
 
     async def _watch_feeds(self) -> None:
-        """Apply ``monitor feeds pause/resume`` (written to the store) within seconds."""
+        """Apply ``monitor feeds pause/resume`` and ``monitor outbox retry/drop`` (written
+        to the store) within seconds."""
         loop = asyncio.get_running_loop()
         seen = None
+        outbox_seen = None
         while not self.stop.is_set():
             try:
                 meta = await loop.run_in_executor(self.app.db_threads, self.app.storage.meta)
-                changed = meta.get("feeds_changed")
+                changed = meta.get("feeds_changed") or ""
                 if seen is not None and changed != seen:
                     log.info("feeds paused or resumed: rescheduling")
                     await self._schedule_all(self.app.config)
-                seen = changed or ""
+                seen = changed
+                outbox = meta.get("outbox_changed") or ""
+                if outbox_seen is not None and outbox != outbox_seen:
+                    log.info("outbox rows retried or dropped: every target looks again")
+                    self.app.deliverer.reset_backoff()
+                outbox_seen = outbox
             except Exception as exc:  # the store is busy or broken: try again next time
                 log.error("reading paused and resumed feeds failed: %s", exc)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -154,6 +162,13 @@ class Daemon:
             for problem in exc.problems:
                 log.error("config reload failed, keeping the last good config: %s", problem)
             self.app.storage.set_meta("config_error", str(exc))
+            await self._tell_operator(
+                Notice(
+                    "reload_failed",
+                    "config reload failed",
+                    f"The reload of {old.path} failed; the last good config keeps running.\n{exc}",
+                )
+            )
             sd_notify("STATUS=config reload failed; running the last good config")
             return
         except Exception as exc:
@@ -170,6 +185,24 @@ class Daemon:
             )
         log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
         sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
+
+    async def _tell_operator(self, notice: Notice) -> None:
+        """Queue a notice for ``settings.admin_notify`` (of the config running)."""
+        admin = self.app.admin()
+        if admin is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.app.db_threads,
+                self.app.storage.add_notice,
+                admin[0],
+                admin[1],
+                notice,
+                datetime.now(UTC),
+            )
+            self.app.deliverer.wake()
+        except Exception:
+            log.exception("could not queue a notice for the operator")
 
     async def _settle_outbox(self) -> None:
         try:

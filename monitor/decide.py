@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from monitor.types import FeedEntry, FetchResult, ParsedFeed
+from monitor.types import FeedEntry, FetchResult, Notice, ParsedFeed
 
 MAX_BACKOFF = 24 * 3600.0  # a failing feed is still probed at least daily
 MAX_FLOOR = 24 * 3600.0  # a feed can't ask to be polled less than daily
@@ -258,3 +258,25 @@ def carry_over(claims: Sequence[Claim], stored: Sequence[StoredFeed]) -> list[Ca
         )
         out.append(Carry(claims[ci].url, stored[si].key, stored[si].configured, reason, rivals))
     return out
+
+
+def feed_notice(
+    feed: str, before: int, after: int, threshold: int, error: str | None
+) -> Notice | None:
+    """The operator's notice when a poll changes a feed's failures in a row from
+    ``before`` to ``after``: once when they reach ``threshold``, once when the feed
+    recovers from that; nothing in between, no repeats."""
+    if after == threshold and before < threshold:
+        return Notice(
+            "feed_failing",
+            f"feed {feed} is failing",
+            f"The feed {feed!r} has failed {after} polls in a row. Last error: {error}. "
+            "It is still polled (with backoff); you hear from it again when it recovers.",
+        )
+    if after == 0 and before >= threshold:
+        return Notice(
+            "feed_recovered",
+            f"feed {feed} recovered",
+            f"The feed {feed!r} answers again after {before} failed polls in a row.",
+        )
+    return None

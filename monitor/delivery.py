@@ -26,19 +26,42 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, tzinfo
+from functools import partial
 from typing import Any, TypeVar
 
+from monitor.config import NotifierSpec
 from monitor.notify import Sender
+from monitor.render import (
+    UTC,
+    Rendered,
+    compile_template,
+    render_group,
+    render_legacy,
+    render_notice,
+)
+from monitor.scheduler import digest_name, digest_trigger, digest_zone, next_fire
 from monitor.storage.base import Delivery, Storage
+from monitor.types import AlertItem, Message, Notice
 
 log = logging.getLogger("monitor.deliver")
 T = TypeVar("T")
 
 Key = tuple[str, int]  # (notifier, the URL's position)
-Targets = Mapping[Key, tuple[str, Sender]]  # -> (masked URL, sender)
 
-CLAIM_BATCH = 20  # rows a target claims at once
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL of one notifier: how it is shown, its sender, its notifier's policies."""
+
+    masked: str
+    sender: Sender
+    policy: NotifierSpec | None = None  # None: no policies (the console)
+
+
+Targets = Mapping[Key, Target]
+
+CLAIM_BATCH = 500  # rows a target claims at once: a burst goes out as one message (or a few)
 CLAIM_LEASE = 600.0  # seconds a claim holds: far longer than sending a batch
 IDLE_CHECK = 2.0  # seconds between looks at the outbox of an idle target
 RECORD_RETRY_CAP = 30.0  # seconds between tries to record an outcome
@@ -92,16 +115,51 @@ def owner_is_dead(owner: str) -> bool:
     return ticks == "?" or _start_ticks(int(pid)) != ticks
 
 
+# -- policies (pure) ------------------------------------------------------------
+
+
+def quiet_until(now: datetime, quiet: tuple[int, int], tz: tzinfo) -> datetime | None:
+    """The end of the quiet period ``now`` is in, or None when it is in none.
+
+    ``quiet`` is (start, end) in minutes after midnight, local to ``tz``; an end
+    before the start spans midnight (22:00-07:00).
+    """
+    local = now.astimezone(tz)
+    minute = local.hour * 60 + local.minute
+    start, end = quiet
+    if start < end:
+        inside, end_day = start <= minute < end, local.date()
+    elif minute >= start:
+        inside, end_day = True, local.date() + timedelta(days=1)
+    else:
+        inside, end_day = minute < end, local.date()
+    if not inside:
+        return None
+    return datetime.combine(end_day, time(end // 60, end % 60), tzinfo=tz)
+
+
+def hour_start(now: datetime, tz: tzinfo) -> datetime:
+    """The start of the clock hour ``now`` is in, local to ``tz``."""
+    return now.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+
+
+def _ids(rows: Sequence[Delivery]) -> str:
+    return ",".join(str(d.id) for d in rows)
+
+
 @dataclass
 class _Target:
     """What the loop of one target remembers."""
 
     failures: int = 0  # failed sends in a row
     blocked_until: datetime | None = None
-    unrecorded: list[tuple[Delivery, str | None, datetime]] = field(default_factory=list)
+    unrecorded: list[tuple[list[Delivery], str | None, datetime]] = field(default_factory=list)
     record_failures: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sending: bool = False
+    last_send: datetime | None = None
+    # ((digest spec, timezone), its trigger, the next time it fires)
+    digest: tuple[tuple[str, str | None], Any, datetime] | None = None
 
 
 class Deliverer:
@@ -118,9 +176,11 @@ class Deliverer:
         owner: str | None = None,
         idle_check: float = IDLE_CHECK,
         max_threads: int = 16,
+        admin: Callable[[], tuple[str, int] | None] = lambda: None,
     ) -> None:
         self._storage = storage
         self._targets = targets
+        self._admin = admin  # the operator's notifier and its number of URLs
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._db = db
@@ -171,53 +231,80 @@ class Deliverer:
     async def _record(self, key: Key, state: _Target) -> bool:
         """Record the outcomes still held in memory; False while the store refuses."""
         while state.unrecorded:
-            d, error, at = state.unrecorded[0]
+            rows, error, at = state.unrecorded[0]
+            ids = [d.id for d in rows]
             try:
                 if error is None:
-                    await self._store(self._storage.delivered, d.id, at)
+                    await self._store(self._storage.delivered, ids, at)
                 else:
-                    retry_at = self._retry.next_attempt(d, at)
-                    await self._store(self._storage.delivery_failed, d.id, error, retry_at, at)
+                    failures = [(d.id, self._retry.next_attempt(d, at)) for d in rows]
+                    notices = self._given_up(
+                        [d for d, (_i, nxt) in zip(rows, failures, strict=True) if not nxt], error
+                    )
+                    await self._store(self._storage.delivery_failed, failures, error, at, notices)
             except Exception as exc:
                 state.record_failures += 1
                 if state.record_failures == 1:
                     log.error(
-                        "delivery=%d notifier=%r could not record that it was %s: %s;"
+                        "delivery=%s notifier=%r could not record that it was %s: %s;"
                         " nothing more goes to this target until it is recorded",
-                        d.id,
+                        _ids(rows),
                         key[0],
                         "sent" if error is None else "not sent",
                         exc,
                     )
                 return False
             if state.record_failures:
-                log.info("delivery=%d notifier=%r outcome recorded after all", d.id, key[0])
+                log.info("delivery=%s notifier=%r outcome recorded after all", _ids(rows), key[0])
             state.record_failures = 0
             state.unrecorded.pop(0)
         return True
 
-    async def _send(self, key: Key, state: _Target, d: Delivery) -> bool:
-        """Send one claimed row and record the outcome; False when the target failed."""
-        target = self._targets().get(key)
-        if target is None:  # removed by a reload while claimed: give it back
-            await self._store(self._storage.release_claims, [d.id], self.owner)
-            return False
-        masked, sender = target
+    def _given_up(self, rows: Sequence[Delivery], error: str) -> list[tuple[str, int, Notice]]:
+        """Operator notices for alerts given up (never for a notice itself: no loops)."""
+        admin = self._admin()
+        if admin is None:
+            return []
+        out = []
+        for d in rows:
+            if isinstance(d.payload, AlertItem):
+                title = d.payload.title or d.payload.link or "(untitled)"
+                text = (
+                    f"The alert {title!r} ({d.payload.link or 'no link'}) to notifier "
+                    f"{d.notifier!r} was given up after {d.attempts + 1} attempts over "
+                    f"{self._retry.give_up_after / 3600:g} hours. Last error: {error}. "
+                    f"`monitor outbox retry {d.id}` sends it again."
+                )
+                out.append(
+                    (admin[0], admin[1], Notice("delivery_given_up", "alert given up", text))
+                )
+        return out
+
+    async def _send(
+        self,
+        key: Key,
+        state: _Target,
+        target: Target,
+        message: Rendered,
+        rows: Sequence[Delivery],
+        items: Sequence[AlertItem],
+    ) -> bool:
+        """Send one message (holding ``rows``) and record the outcome; False when it failed."""
         loop = asyncio.get_running_loop()
         state.sending = True
         try:
             # Not cancellable: the thread sends whatever happens to this task,
             # and shutdown waits for it (see run_forever) so it gets recorded.
             error = await asyncio.shield(
-                loop.run_in_executor(self._threads, sender.send, d.message)
+                loop.run_in_executor(self._threads, target.sender.send, message, items)
             )
         except asyncio.CancelledError:
             log.warning(
-                "delivery=%d notifier=%r target=%s abandoned at shutdown while sending;"
+                "delivery=%s notifier=%r target=%s abandoned at shutdown while sending;"
                 " it is sent again after the restart",
-                d.id,
-                d.notifier,
-                masked,
+                _ids(rows),
+                key[0],
+                target.masked,
             )
             raise
         except Exception as exc:  # a sender must never take the loop down
@@ -225,27 +312,105 @@ class Deliverer:
         finally:
             state.sending = False
         now = self._clock()
-        state.unrecorded.append((d, error, now))
+        state.last_send = now
+        state.unrecorded.append((list(rows), error, now))
         await self._record(key, state)
         if error is None:
             state.failures = 0
-            log.info("delivery=%d notifier=%r target=%s sent", d.id, d.notifier, masked)
+            log.info(
+                "delivery=%s notifier=%r target=%s sent%s",
+                _ids(rows),
+                key[0],
+                target.masked,
+                f" ({len(rows)} alerts in one message)" if len(rows) > 1 else "",
+            )
             return True
         state.failures += 1
-        delay = self._retry.delay(state.failures)
-        state.blocked_until = now + timedelta(seconds=delay)
-        retry_at = self._retry.next_attempt(d, now)
+        state.blocked_until = now + timedelta(seconds=self._retry.delay(state.failures))
+        retry_at = self._retry.next_attempt(rows[0], now)
         log.warning(
-            "delivery=%d notifier=%r target=%s attempt=%d error=%r next=%s target_retry=%s",
-            d.id,
-            d.notifier,
-            masked,
-            d.attempts + 1,
+            "delivery=%s notifier=%r target=%s attempt=%d error=%r next=%s target_retry=%s",
+            _ids(rows),
+            key[0],
+            target.masked,
+            rows[0].attempts + 1,
             error,
             retry_at.isoformat(timespec="seconds") if retry_at else "gave up",
             state.blocked_until.isoformat(timespec="seconds"),
         )
         return False
+
+    async def _hold(
+        self, key: Key, state: _Target, spec: NotifierSpec | None, now: datetime
+    ) -> tuple[datetime | None, tuple[str, datetime] | None]:
+        """Until when this target holds ordinary alerts (None: it doesn't), and the
+        digest to send now (its name and the time it was due), if one is due."""
+        if spec is None:
+            return None, None
+        tz = digest_zone(spec.timezone)
+        if spec.digest:
+            if state.digest is None or state.digest[0] != (spec.digest, spec.timezone):
+                trigger = digest_trigger(spec.digest, spec.timezone)
+                meta_key = f"digest:{key[0]}#{key[1]}"
+                last = (await self._store(self._storage.meta)).get(meta_key)
+                if last is None:  # the first look: the next digest is the next one due
+                    last = now.isoformat()
+                    await self._store(self._storage.set_meta, meta_key, last)
+                fire = next_fire(trigger, datetime.fromisoformat(last))
+                state.digest = ((spec.digest, spec.timezone), trigger, fire)
+            fire = state.digest[2]
+            if now < fire:
+                return fire, None
+            return None, (digest_name(spec.digest), fire)
+        if spec.quiet_hours and (until := quiet_until(now, spec.quiet_hours, tz)):
+            return until, None
+        if spec.max_per_hour:
+            start = hour_start(now, tz)
+            sent = await self._store(self._storage.sends_since, key[0], key[1], start)
+            if sent >= spec.max_per_hour:
+                return start + timedelta(hours=1), None
+        return None, None
+
+    async def _digest_sent(self, key: Key, state: _Target, fire: datetime) -> None:
+        """A digest's time has been dealt with: remember it, and when the next one is."""
+        await self._store(self._storage.set_meta, f"digest:{key[0]}#{key[1]}", fire.isoformat())
+        if state.digest is not None:
+            spec, trigger, _ = state.digest
+            state.digest = (spec, trigger, next_fire(trigger, fire))
+
+    def _messages(
+        self, target: Target, rows: Sequence[Delivery], digest: str | None
+    ) -> list[tuple[Rendered, list[Delivery], list[AlertItem]]]:
+        """The messages that carry ``rows`` to one target (alerts grouped, each
+        notice and each row an earlier version rendered on its own)."""
+        sender, spec = target.sender, target.policy
+        fmt = sender.format
+        out: list[tuple[Rendered, list[Delivery], list[AlertItem]]] = []
+        alerts = [d for d in rows if isinstance(d.payload, AlertItem)]
+        if digest:  # grouped by rules: keep the rows in the order the digest lists them
+            alerts.sort(key=lambda d: d.payload.rules if isinstance(d.payload, AlertItem) else ())
+        items = [d.payload for d in alerts if isinstance(d.payload, AlertItem)]
+        for d in rows:
+            if isinstance(d.payload, Notice):
+                out.append((render_notice(d.payload, fmt), [d], []))
+            elif isinstance(d.payload, Message):
+                out.append((render_legacy(d.payload, fmt), [d], []))
+        if items:
+            tz = digest_zone(spec.timezone) if spec else UTC
+            template = compile_template(spec.template, fmt) if spec and spec.template else None
+            try:
+                messages = render_group(
+                    items, fmt, digest=digest, max_body=sender.max_body, tz=tz, template=template
+                )
+            except Exception as exc:  # the template failed on these items: ours stands in
+                log.error("notifier=%r template failed (%s); sent without it", target.masked, exc)
+                messages = render_group(items, fmt, digest=digest, max_body=sender.max_body, tz=tz)
+            start = 0
+            for message in messages:
+                end = start + message.count
+                out.append((message, alerts[start:end], items[start:end]))
+                start = end
+        return out
 
     async def _step(self, key: Key, state: _Target, limit: int) -> tuple[int, float | None]:
         """Claim and send what is due for one target.
@@ -258,18 +423,48 @@ class Deliverer:
         now = self._clock()
         if state.blocked_until is not None and now < state.blocked_until:
             return 0, (state.blocked_until - now).total_seconds()
+        target = self._targets().get(key)
+        if target is None:
+            return 0, None
+        if state.last_send is not None and target.sender.min_interval:
+            # apprise would sleep this long in the send; wait here instead, so what
+            # queues meanwhile goes out in the same message
+            ready = state.last_send + timedelta(seconds=target.sender.min_interval)
+            if now < ready:
+                return 0, (ready - now).total_seconds()
+        hold, digest = await self._hold(key, state, target.policy, now)
         until = now + timedelta(seconds=CLAIM_LEASE)
         rows = await self._store(
-            self._storage.claim_deliveries, key[0], key[1], now, self.owner, until, limit
+            partial(self._storage.claim_deliveries, priority_only=hold is not None),
+            key[0],
+            key[1],
+            now,
+            self.owner,
+            until,
+            limit,
         )
+        if not rows:
+            if digest is not None:
+                await self._digest_sent(key, state, digest[1])
+                return 0, 0.0
+            return 0, (hold - now).total_seconds() if hold else None
         sent = 0
-        for i, d in enumerate(rows):
-            if self._stop.is_set() or not await self._send(key, state, d):
-                rest = [r.id for r in rows[i + 1 :]]
+        messages = self._messages(target, rows, digest[0] if digest else None)
+        for i, (message, batch, items) in enumerate(messages):
+            if self._stop.is_set() or not await self._send(
+                key, state, target, message, batch, items
+            ):
+                rest = [
+                    d.id
+                    for _m, b, _it in messages[i + (0 if self._stop.is_set() else 1) :]
+                    for d in b
+                ]
                 if rest:
                     await self._store(self._storage.release_claims, rest, self.owner)
                 return sent, 0.0 if self._stop.is_set() else None
-            sent += 1
+            sent += len(batch)
+        if digest is not None and len(rows) < limit:
+            await self._digest_sent(key, state, digest[1])
         return sent, (0.0 if len(rows) == limit else None)
 
     async def _serve(self, key: Key) -> None:
@@ -331,11 +526,11 @@ class Deliverer:
         """At the end: one last try at outcomes not recorded yet."""
         for key, state in list(self._state.items()):
             if state.unrecorded and not await self._record(key, state):
-                for d, error, _at in state.unrecorded:
+                for rows, error, _at in state.unrecorded:
                     log.error(
-                        "delivery=%d notifier=%r: could not record that it was %s;"
+                        "delivery=%s notifier=%r: could not record that it was %s;"
                         " it is sent again after the restart",
-                        d.id,
+                        _ids(rows),
                         key[0],
                         "sent" if error is None else "not sent",
                     )

@@ -704,14 +704,41 @@ def compile_rules(rules: Sequence[RuleSpec]) -> Matcher:
 _ELLIPSIS = "…"
 
 
+def _shown_span(shown: str, start: int, end: int) -> tuple[int, int]:
+    """The span of ``shown`` whose case folding is ``shown.casefold()[start:end]``.
+
+    Folding is per character, and a few characters fold to more than one
+    (``ß`` -> ``ss``): offsets after them differ between the two texts.
+    """
+    if len(shown.casefold()) == len(shown):
+        return start, end
+    lo = hi = -1
+    pos = 0
+    for i, c in enumerate(shown):
+        nxt = pos + len(c.casefold())
+        if lo < 0 and nxt > start:
+            lo = i
+        if nxt >= end:
+            hi = i + 1
+            break
+        pos = nxt
+    return max(lo, 0), (hi if hi >= 0 else len(shown))
+
+
 def snippet(doc: Document, hit: Hit, *, width: int = 160) -> Snippet:
     """An excerpt of about ``width`` characters around ``hit``.
 
     The context is cut at word boundaries (spaces); ``…`` marks a cut. The hit
-    itself is never cut. Text is the field as written (``doc.display``) where
-    it has the offsets of the normalized text, else the normalized text.
+    itself is never cut. Text is the field as written (``doc.display``: before
+    case folding, ``Größere``, not ``grössere``) where there is one.
     """
-    text = doc.display.get(hit.field) or doc.fields.get(hit.field, "")
+    shown = doc.display.get(hit.field)
+    if shown is not None:
+        text = shown
+        start, end = _shown_span(shown, hit.start, hit.end)
+        hit = Hit(hit.term, hit.field, start, end)
+    else:
+        text = doc.fields.get(hit.field, "")
     room = max(0, width - (hit.end - hit.start))
     half = room // 2
     lo = max(0, hit.start - half)

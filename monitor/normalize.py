@@ -223,13 +223,6 @@ def _display(text: str, *, html: bool) -> str:
 
 
 @functools.cache
-def _length_changing_folds() -> dict[int, str]:
-    """Characters whose case folding is longer than one character (about 100, all in the BMP)."""
-    return {
-        i: c.casefold() for i, c in enumerate(map(chr, range(0x10000))) if len(c.casefold()) != 1
-    }
-
-
 def prepare(
     *,
     title: str,
@@ -259,13 +252,6 @@ def prepare(
         shown = _display(value, html=name in html_fields)
         folded = shown.casefold()
         fields[name] = folded
-        if folded == shown:
-            continue
-        if len(folded) != len(shown):
-            # Folding is per character; fold only the few that change length
-            # (ß -> ss), so the offsets of hits fit the text shown.
-            shown = shown.replace("ß", "ss").replace("ẞ", "ss")  # the usual one, fast
-            if len(shown) != len(folded):
-                shown = shown.translate(_length_changing_folds())
-        display[name] = shown
+        if folded != shown:  # the text as written; match.snippet maps offsets into it
+            display[name] = shown
     return Document(fields=fields, display=display)

@@ -14,23 +14,34 @@ import hashlib
 import logging
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 import apprise
 
 from monitor.redact import Redactor, mask_url
-from monitor.types import Message
+from monitor.render import Format, Rendered, clean
+from monitor.types import AlertItem
 
 CONSOLE = "console"
 _EMAIL_SCHEMES = ("mailto", "mailtos", "email", "ses", "sendgrid", "mailgun", "sparkpost")
 
 
 class Sender(Protocol):
-    """Sends one message to one target; returns None on success, else the reason."""
+    """Sends one message to one target; returns None on success, else the reason.
 
-    def send(self, message: Message) -> str | None: ...
+    ``format`` is what the target renders, ``max_body`` its size limit in
+    characters (None: none that matters), ``min_interval`` the seconds apprise
+    keeps between two messages to it (the sender waits that long before it
+    takes the next batch, so what queued meanwhile goes out as one message).
+    """
+
+    format: Format
+    max_body: int | None
+    min_interval: float
+
+    def send(self, message: Rendered, items: Sequence[AlertItem] = ()) -> str | None: ...
 
 
 class _Checking(threading.local):
@@ -94,12 +105,58 @@ def is_email(url: str) -> bool:
     return url.split("://", 1)[0].lower() in _EMAIL_SCHEMES
 
 
+_GENERIC_WEBHOOKS = ("json", "jsons", "xml", "xmls", "form", "forms")
+_APPRISE_FORMAT = {
+    Format.TEXT: apprise.NotifyFormat.TEXT,
+    Format.MARKDOWN: apprise.NotifyFormat.MARKDOWN,
+    Format.HTML: apprise.NotifyFormat.HTML,
+}
+
+
+def format_for(url: str, plugin: object | None = None) -> Format:
+    """What a target renders: plain text for generic webhooks (their body is data,
+    not markup), HTML for email, Markdown for a chat service that renders it,
+    else HTML or text, as the apprise plugin says it takes."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in _GENERIC_WEBHOOKS:
+        return Format.TEXT
+    if scheme in _EMAIL_SCHEMES:
+        return Format.HTML
+    supported = getattr(plugin, "notify_format", apprise.NotifyFormat.TEXT)
+    formats = supported if isinstance(supported, tuple) else (supported,)
+    for ours in (Format.MARKDOWN, Format.HTML):
+        if _APPRISE_FORMAT[ours] in formats:
+            return ours
+    return Format.TEXT
+
+
+def structured(items: Sequence[AlertItem]) -> list[dict[str, object]]:
+    """The alerts of a message as data, for a JSON webhook's payload (``alerts``)."""
+    out: list[dict[str, object]] = []
+    for it in items:
+        snip = it.snippet
+        out.append(
+            {
+                "rules": list(it.rules),
+                "feed": clean(it.feed),
+                "title": clean(it.title),
+                "link": it.link,
+                "published": it.published.isoformat() if it.published else None,
+                "snippet": clean(snip.before + snip.hit + snip.after) if snip else None,
+                "hit": clean(snip.hit) if snip else None,
+                "terms": list(it.terms),
+            }
+        )
+    return out
+
+
 @dataclass
 class AppriseSender:
-    """One apprise URL: HTML (with a text part) for email, Markdown for chat.
+    """One apprise URL, sent in the format its target renders (see ``format_for``).
 
     ``secrets`` (the config's) are redacted from the failure text it returns:
-    apprise's log lines may quote a token.
+    apprise's log lines may quote a token. A JSON webhook's payload gets the
+    alerts as data (``alerts``) beside the text.
     """
 
     url: str = field(repr=False)  # a repr that lands in a log must not carry the secrets
@@ -109,18 +166,25 @@ class AppriseSender:
         self._apprise = apprise.Apprise()
         if not self._apprise.add(self.url):
             raise ValueError(f"invalid apprise URL {mask(self.url, self.secrets)}")
-        self._email = is_email(self.url)
+        self._plugin = self._apprise[0]
+        self.format = format_for(self.url, self._plugin)
+        limit = int(getattr(self._plugin, "body_maxlen", 0) or 0)
+        self.max_body: int | None = limit or None
+        self.min_interval = float(getattr(self._plugin, "request_rate_per_sec", 0) or 0)
+        extras = getattr(self._plugin, "payload_extras", None)
+        self._extras = dict(extras) if isinstance(extras, dict) else None
+        self._json = self.url.split("://", 1)[0].lower() in ("json", "jsons")
         self._redactor = Redactor(self.secrets)
 
-    def send(self, message: Message) -> str | None:
-        if self._email:
-            body, fmt = message.html, apprise.NotifyFormat.HTML
-        else:
-            body, fmt = message.markdown, apprise.NotifyFormat.MARKDOWN
+    def send(self, message: Rendered, items: Sequence[AlertItem] = ()) -> str | None:
+        if self._json and self._extras is not None:
+            # apprise adds payload_extras to the JSON body (the URL's :key=value too)
+            setattr(self._plugin, "payload_extras", {**self._extras, "alerts": structured(items)})  # noqa: B010
+        fmt = _APPRISE_FORMAT[message.format]
         if hasattr(apprise, "AppriseResult"):
             # apprise 2: the result holds this call's own log lines, also those its
             # worker threads logged; a LogCapture would catch other targets' lines too.
-            result = self._apprise.notify(body=body, title=message.title, body_format=fmt)
+            result = self._apprise.notify(body=message.body, title=message.title, body_format=fmt)
             if result:
                 return None
             lines = [
@@ -130,7 +194,7 @@ class AppriseSender:
             ]
         else:
             with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
-                ok = self._apprise.notify(body=body, title=message.title, body_format=fmt)
+                ok = self._apprise.notify(body=message.body, title=message.title, body_format=fmt)
             if ok:
                 return None
             lines = [ln.strip() for ln in captured.getvalue().splitlines() if ln.strip()]
@@ -144,8 +208,11 @@ class ConsoleSender:
     """Prints alerts when no notifier is configured (``make run`` out of the box)."""
 
     stream: TextIO = sys.stdout
+    format: Format = Format.TEXT
+    max_body: int | None = None
+    min_interval: float = 0.0
 
-    def send(self, message: Message) -> str | None:
-        self.stream.write(f"\n=== {message.title}\n{message.text}\n")
+    def send(self, message: Rendered, items: Sequence[AlertItem] = ()) -> str | None:
+        self.stream.write(f"\n=== {message.title}\n{message.body}\n")
         self.stream.flush()
         return None

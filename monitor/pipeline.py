@@ -23,17 +23,19 @@ from monitor import decide, notify
 from monitor.analyze import Analysis, analyze, needs_article
 from monitor.config import Config, FeedSpec
 from monitor.fetch import HTML_ACCEPT, Fetcher
+from monitor.match import snippet
 from monitor.pool import WorkerError
-from monitor.render import render
+from monitor.redact import Redactor
 from monitor.stages import extract, parse_feed
 from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
 from monitor.types import (
+    AlertItem,
     Article,
     FeedEntry,
     FetchResult,
+    Notice,
     ParsedFeed,
     RuleMatch,
-    Snippet,
 )
 
 log = logging.getLogger("monitor.poll")
@@ -206,9 +208,10 @@ class Poller:
             due = decide.next_due(
                 now=now, interval=interval, error_count=0, result=result, parsed=None, rng=self._rng
             )
+            notices = self._notices(config, label, state.error_count, 0, None)
             state = replace(state, last_error=None, error_count=0, next_due=due)
             if not dry_run:
-                await self._store(self._storage.save_feed_state, state)
+                await self._store(self._storage.save_feed_state, state, notices)
             self._log(label, result, 0, 0, started, "unchanged")
             return PollOutcome(label, result.status, None, 0, (), due)
 
@@ -231,6 +234,7 @@ class Poller:
         label = feed.name or parsed.title or feed.url
         state = self._answered(label, state, result)
         polled = state
+        errors_before = state.error_count
         state = replace(
             state,
             etag=etag,
@@ -295,8 +299,9 @@ class Poller:
                     first_seen=now,
                     matches=matches,
                     snippet=analysis.snippet,
-                    document=analysis.document.fields,
-                    outgoing=self._outgoing(config, label, entry, matches, analysis.snippet),
+                    # as written: `rules test` folds it again, and quotes it as published
+                    document={**analysis.document.fields, **analysis.document.display},
+                    outgoing=self._outgoing(config, label, entry, analysis),
                 )
             )
             if matches:
@@ -311,7 +316,8 @@ class Poller:
         )
         state = replace(state, next_due=due)
         if not dry_run:
-            await self._store(self._storage.commit_poll, state, records)
+            notices = self._notices(config, label, errors_before, 0, None)
+            await self._store(self._storage.commit_poll, state, records, notices)
         self._log(label, result, len(new), len(alerts), started, match_error or parsed.warning)
         return PollOutcome(label, result.status, match_error, len(new), tuple(alerts), due)
 
@@ -425,29 +431,48 @@ class Poller:
         return None, problem
 
     def _outgoing(
-        self,
-        config: Config,
-        feed: str,
-        entry: FeedEntry,
-        matches: Sequence[RuleMatch],
-        quote: Snippet | None,
+        self, config: Config, feed: str, entry: FeedEntry, analysis: Analysis
     ) -> tuple[Outgoing, ...]:
+        """One outbox row per URL of each notifier a matched rule routes to; the
+        alert names only the rules that route to that notifier, quoted at the
+        first hit of the first of them."""
+        matches = analysis.matches
         if not matches:
             return ()
-        message = render(feed=feed, entry=entry, matches=matches, snippet=quote)
-        if not config.notifiers:
-            return (Outgoing(notify.CONSOLE, 0, message),)
         by_rule = {r.name: r for r in config.rules}
-        wanted: dict[str, None] = {}
+        everyone = [n.name for n in config.notifiers] or [notify.CONSOLE]
+        routed: dict[str, list[RuleMatch]] = {}
         for m in matches:
-            for name in by_rule[m.rule].notify or [n.name for n in config.notifiers]:
-                wanted.setdefault(name, None)
-        return tuple(
-            Outgoing(n.name, position, message)
-            for n in config.notifiers
-            if n.name in wanted
-            for position in range(len(n.urls))
-        )
+            for name in by_rule[m.rule].notify or everyone:
+                routed.setdefault(name, []).append(m)
+        urls = config.notifier_urls()
+        out: list[Outgoing] = []
+        for name, rule_matches in routed.items():
+            first = rule_matches[0]
+            item = AlertItem(
+                feed=feed,
+                title=entry.title,
+                link=entry.link,
+                published=entry.published,
+                rules=tuple(m.rule for m in rule_matches),
+                terms=tuple(dict.fromkeys(t for m in rule_matches for t in m.terms)),
+                snippet=snippet(analysis.document, first.hits[0]) if first.hits else None,
+                priority=any(by_rule[m.rule].priority == "high" for m in rule_matches),
+            )
+            out.extend(Outgoing(name, position, item) for position in range(urls[name]))
+        return tuple(out)
+
+    def _notices(
+        self, config: Config, label: str, before: int, after: int, error: str | None
+    ) -> list[tuple[str, int, Notice]]:
+        """The operator's notice when a feed starts failing or recovers (once each)."""
+        admin = config.settings.admin_notify
+        if admin is None:
+            return []
+        if error is not None:  # an error may quote a URL with a token
+            error = Redactor(config.secrets).redact(error)
+        notice = decide.feed_notice(label, before, after, config.settings.admin_failures, error)
+        return [(admin, config.notifier_urls()[admin], notice)] if notice else []
 
     async def _failed(
         self,
@@ -478,7 +503,8 @@ class Poller:
             )
         state = replace(state, last_error=error, error_count=count, next_due=due, gone=gone)
         if not dry_run:
-            await self._store(self._storage.save_feed_state, state)
+            notices = self._notices(self._context().config, label, count - 1, count, error)
+            await self._store(self._storage.save_feed_state, state, notices)
         log.warning(
             "feed=%r status=%s error=%r errors=%d next=%s%s%s",
             label,

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 log = logging.getLogger("monitor.scheduler")
@@ -122,3 +125,60 @@ class FeedScheduler:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
+
+
+# -- digests ----------------------------------------------------------------------
+
+_DAILY = re.compile(r"^\s*daily\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+_WEEKLY = re.compile(r"^\s*weekly\s+([a-z]+)\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def digest_zone(name: str | None) -> tzinfo:
+    """A notifier's timezone: the one named, else the system's."""
+    if name:
+        return ZoneInfo(name)
+    local = datetime.now().astimezone().tzinfo
+    return local if local is not None else UTC
+
+
+def digest_trigger(spec: str, timezone: str | None) -> CronTrigger:
+    """The schedule of a notifier's ``digest:``: ``daily 08:00``, ``weekly mon 08:00``,
+    or a cron expression (five fields, APScheduler's cron trigger). ValueError, with
+    a message fit for a config error, for anything else."""
+    tz = digest_zone(timezone)
+    if m := _DAILY.match(spec):
+        hour, minute = int(m[1]), int(m[2])
+        if hour > 23 or minute > 59:
+            raise ValueError(f"no such time of day in {spec!r}")
+        return CronTrigger(hour=hour, minute=minute, timezone=tz)
+    if m := _WEEKLY.match(spec):
+        day, hour, minute = m[1].lower()[:3], int(m[2]), int(m[3])
+        if day not in _DAYS or not m[1].lower().startswith(day):
+            raise ValueError(f"no such day {m[1]!r} (mon, tue, wed, thu, fri, sat, sun)")
+        if hour > 23 or minute > 59:
+            raise ValueError(f"no such time of day in {spec!r}")
+        return CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=tz)
+    if len(spec.split()) == 5:
+        try:
+            return CronTrigger.from_crontab(spec, timezone=tz)
+        except ValueError as exc:
+            raise ValueError(f"not a cron expression: {exc}") from None
+    raise ValueError(
+        f"expected 'daily HH:MM', 'weekly DAY HH:MM' or a cron expression, got {spec!r}"
+    )
+
+
+def digest_name(spec: str) -> str:
+    """How a digest's messages call it."""
+    word = spec.strip().split(maxsplit=1)[0].lower() if spec.strip() else ""
+    return {"daily": "Daily digest", "weekly": "Weekly digest"}.get(word, "Digest")
+
+
+def next_fire(trigger: CronTrigger, after: datetime) -> datetime:
+    """The first time the schedule fires after ``after``."""
+    when = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    if when is None:  # a cron expression that never fires again
+        return after + timedelta(days=36500)
+    result: datetime = when
+    return result

@@ -108,6 +108,7 @@ class RuleSpec:
     fields: tuple[str, ...] = ("title", "summary", "content")
     feeds: tuple[str, ...] = ()  # feed names or tags; empty means every feed
     notify: tuple[str, ...] = ()  # notifier names; empty means every notifier
+    priority: str = "normal"  # "high": past quiet hours, caps and digests
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,8 @@ class Document:
 
     Field names: title, summary, content, author, categories, link.
     ``display`` holds, where it differs, the same text before case folding
-    (only characters like ``ß`` that fold to more than one are folded), with
-    the same offsets, so alerts quote the article as written.
+    (``Größere``, where ``fields`` has ``grössere``), so alerts quote the
+    article as written; ``fields[f] == display[f].casefold()``.
     """
 
     fields: Mapping[str, str]
@@ -164,8 +165,39 @@ class Snippet:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertItem:
+    """One matched entry as one notifier gets it, before rendering.
+
+    ``rules`` are the rules that matched AND route to that notifier; the
+    outbox keeps this record, and the sender renders it (grouped with the
+    other items waiting for the same target) in the format the target reads.
+    ``entry`` is the entry's id in the store (0 until it is stored).
+    """
+
+    feed: str
+    title: str
+    link: str | None
+    published: datetime | None
+    rules: tuple[str, ...]
+    terms: tuple[str, ...]
+    snippet: Snippet | None = None
+    priority: bool = False  # a rule with ``priority: high`` routed it here
+    entry: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message for the operator (``settings.admin_notify``): a feed failing or
+    recovering, a delivery given up, a config reload that failed."""
+
+    kind: str  # feed_failing, feed_recovered, delivery_given_up, reload_failed
+    subject: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """A rendered alert, ready for one notifier."""
+    """An alert rendered by an earlier version (all three formats); still sent as is."""
 
     title: str
     markdown: str

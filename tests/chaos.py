@@ -178,9 +178,7 @@ def run_chaos(
             expected = Counter(f"[DeepSeek] {t}" for t in publisher.titles)
 
             def arrived() -> bool:
-                chat_titles = {m["title"] for m in chat.received}
-                mail_titles = {str(m["subject"]) for m in mail.messages}
-                return set(expected) <= chat_titles and set(expected) <= mail_titles
+                return set(expected) <= set(chat.alerts()) and set(expected) <= set(mail.alerts())
 
             wait_for(arrived, drain_timeout, every=0.5)
             report.drain_seconds = time.monotonic() - drain_started
@@ -191,10 +189,7 @@ def run_chaos(
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(15)
             daemon_log.close()
-        got = {
-            "chat": Counter(m["title"] for m in chat.received),
-            "mail": Counter(str(m["subject"]) for m in mail.messages),
-        }
+        got = {"chat": Counter(chat.alerts()), "mail": Counter(mail.alerts())}
     for name, counts in got.items():
         report.missing[name] = sorted(set(expected) - set(counts))
         report.duplicates[name] = sum(c - 1 for c in counts.values() if c > 1)

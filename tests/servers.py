@@ -10,7 +10,9 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import html
 import json
+import re
 import socket
 import threading
 import time
@@ -153,6 +155,15 @@ class Webhook:
         self.received.append(message)
         return web.Response(text="ok")
 
+    def alerts(self) -> list[str]:
+        """Every alert received, as ``[rules] title``, in order (a message may hold several:
+        the payload's ``alerts``)."""
+        return [
+            f"[{', '.join(a['rules'])}] {a['title']}"
+            for m in self.received
+            for a in m.get("alerts", [])
+        ]
+
     def start(self) -> None:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
@@ -193,6 +204,23 @@ class Mailbox:
     @property
     def messages(self) -> list[EmailMessage]:
         return self._handler.messages
+
+    def alerts(self) -> list[str]:
+        """Every alert received, as ``[rules] title``, in order, read from the HTML part
+        (an email may hold several)."""
+        out = []
+        for msg in self.messages:
+            part = msg.get_body(("html",))
+            body = part.get_content() if part is not None else ""
+            titles = re.findall(
+                r'<p><b>[^<]*</b> · [^<]*<br>\s*(?:<a href="[^"]*">)?<b>(.*?)</b>', body
+            )
+            rules = re.findall(r"<p>Matched: <b>(.*?)</b>", body)
+            out.extend(
+                f"[{html.unescape(r)}] {html.unescape(t)}"
+                for t, r in zip(titles, rules, strict=True)
+            )
+        return out
 
     def slow_down(self, seconds: float) -> None:
         """Take ``seconds`` over each message before accepting it."""

@@ -16,7 +16,7 @@ def test_every_alert_arrives_on_every_notifier_through_kills_and_flapping_notifi
     tmp_path: Path,
 ) -> None:
     seed = random.randrange(1_000_000)
-    report = run_chaos(tmp_path, kills=20, feeds=3, publish_every=3.0, seed=seed)
+    report = run_chaos(tmp_path, kills=20, feeds=3, publish_every=1.5, seed=seed)
     log = (tmp_path / "daemon.log").read_text(errors="replace")
     print(f"{report.line()} (seed {seed})")
     assert report.daemon_kills + report.worker_kills >= 20

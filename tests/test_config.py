@@ -109,7 +109,8 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
         [
             "feeds.yaml:2:3: settings: unknown key 'intervall' (known: database, interval, "
             "timeout, max_age, extract, allow_private_addresses, retention, concurrency, "
-            "per_host, user_agent, max_bytes, retry_delay, host_spacing, workers)"
+            "per_host, user_agent, max_bytes, retry_delay, host_spacing, workers, story_window, "
+            "admin_notify, admin_failures)"
         ],
     ),
     (
@@ -131,7 +132,7 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
         """,
         [
             "feeds.yaml:4:5: a rule: unknown key 'notifiers' (known: name, keywords, all, "
-            "exclude, query, fields, feeds, notify)"
+            "exclude, query, fields, feeds, notify, priority)"
         ],
     ),
     (

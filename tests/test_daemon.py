@@ -161,11 +161,11 @@ def test_daemon_alerts_restarts_retries_and_reloads(
     daemon.start()
     try:
         # 1. new items alert on both channels; the sidebar keyword alerts nothing
-        assert wait_for(lambda: len(chat.received) >= 2 and len(mail.messages) >= 2), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) >= 2 and len(mail.alerts()) >= 2), daemon.text()
         time.sleep(2.5)  # more polls: nothing more may arrive
-        titles = sorted(m["title"] for m in chat.received)
+        titles = sorted(chat.alerts())
         assert titles == ["[Azure] Neue Cloud-Regionen", "[DeepSeek] DeepSeek stellt R2 vor"]
-        assert sorted(str(m["subject"]) for m in mail.messages) == titles
+        assert sorted(mail.alerts()) == titles
         html_part = mail.messages[0].get_body(("html",))
         assert html_part is not None and "<mark>" in html_part.get_content()
         text_part = mail.messages[0].get_body(("plain",))
@@ -177,7 +177,7 @@ def test_daemon_alerts_restarts_retries_and_reloads(
         daemon.start()
         assert wait_for(lambda: daemon.text().count("monitor running") == 2)
         time.sleep(3)
-        assert len(chat.received) == 2 and len(mail.messages) == 2
+        assert len(chat.alerts()) == 2 and len(mail.alerts()) == 2
 
         # 3. a chat endpoint that is down, then up, gets its message exactly once;
         #    the email goes out meanwhile and is not sent again
@@ -189,17 +189,17 @@ def test_daemon_alerts_restarts_retries_and_reloads(
         )
         items.append(Item("DeepSeek auf Azure", f"{base}/a4.html"))
         _publish(feeds, items)
-        assert wait_for(lambda: len(mail.messages) == 3), daemon.text()
+        assert wait_for(lambda: len(mail.alerts()) == 3), daemon.text()
         assert wait_for(lambda: "attempt=2" in daemon.text()), daemon.text()
         outbox = daemon.status()["outbox"]
         assert isinstance(outbox, dict)
         assert (outbox["pending"], outbox["failed"], outbox["sent"]) == (1, 0, 5)
         assert "503" in str(outbox["last_error"])
         chat.failing = False
-        assert wait_for(lambda: len(chat.received) == 3), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 3), daemon.text()
         time.sleep(2.5)
-        assert len(chat.received) == 3 and len(mail.messages) == 3
-        assert chat.received[2]["title"] == "[DeepSeek, Azure] DeepSeek auf Azure"
+        assert len(chat.alerts()) == 3 and len(mail.alerts()) == 3
+        assert chat.received[-1]["title"] == "[DeepSeek, Azure] DeepSeek auf Azure"
 
         # 4. a broken config edit keeps the last good config running and is reported
         good = config.read_text()
@@ -209,7 +209,7 @@ def test_daemon_alerts_restarts_retries_and_reloads(
         assert "unknown key 'bogus'" in str(daemon.status()["config_error"])
         items.append(Item("Noch mehr zu DeepSeek", f"{base}/a1.html?x=2"))
         _publish(feeds, items)
-        assert wait_for(lambda: len(chat.received) == 4), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 4), daemon.text()
 
         # ... and fixing it on disk reloads without a signal
         config.write_text(good.replace("keywords: [Azure]", "keywords: [Azure, Kubernetes]"))
@@ -243,13 +243,13 @@ def test_kill_9_mid_run_then_restart_sends_each_alert_once(
     daemon.proc.wait(5)
     daemon.start()
     # apprise spaces emails to one server 5.5 s apart (its request_rate_per_sec)
-    assert wait_for(lambda: len(chat.received) >= 5 and len(mail.messages) >= 5, 60), daemon.text()
+    assert wait_for(lambda: len(chat.alerts()) >= 5 and len(mail.alerts()) >= 5, 60), daemon.text()
     time.sleep(2.5)
     code, _ = daemon.stop()
     assert code == 0
-    titles = [m["title"] for m in chat.received]
+    titles = chat.alerts()
     assert sorted(titles) == sorted(f"[DeepSeek] DeepSeek Meldung {i}" for i in range(5))
-    assert len(mail.messages) == 5
+    assert len(mail.alerts()) == 5
 
 
 def test_daemon_speaks_sd_notify_ready_watchdog_and_stopping(
@@ -311,14 +311,14 @@ def test_killed_pool_workers_cost_no_alert_and_die_with_the_daemon(
     assert daemon.proc is not None
     assert wait_for(lambda: "monitor running" in daemon.text()), daemon.text()
     _publish(feeds, [Item("DeepSeek eins", f"{base}/1")])
-    assert wait_for(lambda: len(chat.received) >= 1, 30), daemon.text()
+    assert wait_for(lambda: len(chat.alerts()) >= 1, 30), daemon.text()
     workers = _children(daemon.proc.pid)
     assert workers, "the pool has a worker once an item was parsed"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     _publish(feeds, [Item("DeepSeek zwei", f"{base}/2"), Item("DeepSeek eins", f"{base}/1")])
-    assert wait_for(lambda: len(chat.received) >= 2, 30), daemon.text()
-    assert [m["title"] for m in chat.received] == [
+    assert wait_for(lambda: len(chat.alerts()) >= 2, 30), daemon.text()
+    assert chat.alerts() == [
         "[DeepSeek] DeepSeek eins",
         "[DeepSeek] DeepSeek zwei",
     ]
@@ -385,7 +385,7 @@ def test_configmap_symlink_swap_is_seen_and_reloaded(
         os.replace(conf / "..data_tmp", conf / "..data")  # atomic, as the kubelet does it
         assert wait_for(lambda: "config reloaded" in daemon.text()), daemon.text()
         _publish(feeds, [Item("Postgres 18 erschienen", f"{base}/pg")])
-        assert wait_for(lambda: len(chat.received) == 1), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 1), daemon.text()
         assert chat.received[0]["title"] == "[R] Postgres 18 erschienen"
     finally:
         code, _ = daemon.stop()
@@ -485,13 +485,13 @@ def test_rotated_credential_file_reaches_the_endpoint_after_a_reload(
         (creds / "hook_token").write_text("new-token-2222\n")
         daemon.send(signal.SIGHUP)
         assert wait_for(lambda: "config reloaded" in daemon.text()), daemon.text()
-        assert wait_for(lambda: len(chat.received) == 1, 30), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 1, 30), daemon.text()
         _publish(feeds, [Item("DeepSeek eins", f"{base}/1"), Item("DeepSeek zwei", f"{base}/2")])
-        assert wait_for(lambda: len(chat.received) == 2), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 2), daemon.text()
     finally:
         code, _ = daemon.stop()
     assert code == 0
-    assert [m["title"] for m in chat.received] == ["[R] DeepSeek eins", "[R] DeepSeek zwei"]
+    assert chat.alerts() == ["[R] DeepSeek eins", "[R] DeepSeek zwei"]
     assert {h["X-Api-Key"] for h in chat.headers} == {"new-token-2222"}
     assert "old-token-1111" not in daemon.text() and "new-token-2222" not in daemon.text()
 
@@ -564,12 +564,12 @@ def test_sigterm_lets_a_slow_poll_in_flight_finish_and_commit(
     assert wait_for(lambda: daemon.text().count("monitor running") == 2), daemon.text()
     (feed,) = daemon.status()["feeds"]  # type: ignore[misc]
     assert feed["entries"] == 1 and feed["matches"] == 1
-    assert wait_for(lambda: len(chat.received) == 1, 20), daemon.text()
+    assert wait_for(lambda: len(chat.alerts()) == 1, 20), daemon.text()
     assert wait_for(lambda: "status=200 new=0" in daemon.text() or "unchanged" in daemon.text())
     time.sleep(1.5)
     code, _ = daemon.stop()
     assert code == 0
-    assert [m["title"] for m in chat.received] == ["[DeepSeek] DeepSeek langsam"]
+    assert chat.alerts() == ["[DeepSeek] DeepSeek langsam"]
 
 
 def test_a_feed_keeps_its_entries_when_its_url_is_edited_or_moves_permanently(
@@ -582,21 +582,21 @@ def test_a_feed_keeps_its_entries_when_its_url_is_edited_or_moves_permanently(
     daemon = Daemon(config)
     daemon.start()
     try:
-        assert wait_for(lambda: len(chat.received) == 2, 20), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 2, 20), daemon.text()
 
         # 1. the URL is edited, the name stays: the same feed, nothing is new
         feeds.put("/v2/feed.xml", rss(items))
         config.write_text(config.read_text().replace("/feed.xml", "/v2/feed.xml"))
         assert wait_for(lambda: feeds.hits.get("/v2/feed.xml", 0) >= 2, 20), daemon.text()
         time.sleep(1.5)  # time enough for alerts, if any, to arrive
-        assert len(chat.received) == 2, chat.received
+        assert len(chat.alerts()) == 2, chat.received
         assert "continues the feed configured at" in daemon.text()
 
         # 2. a 301 to a URL that answers with the feed (and one new item) is adopted
         items.append(Item("DeepSeek drei", feeds.url("/3")))
         feeds.put("/v3/feed.xml", rss(items))
         feeds.special["/v2/feed.xml"] = (301, feeds.url("/v3/feed.xml"))
-        assert wait_for(lambda: len(chat.received) == 3, 20), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 3, 20), daemon.text()
         feed = daemon.feed()
         assert feed["url"] == feeds.url("/v3/feed.xml")
         assert feed["configured_url"] == feeds.url("/v2/feed.xml")
@@ -610,7 +610,7 @@ def test_a_feed_keeps_its_entries_when_its_url_is_edited_or_moves_permanently(
         feed = daemon.feed()
         assert feed["configured_url"] is None and feed["entries"] == 3
         assert feed["earlier_urls"] == [feeds.url("/feed.xml"), feeds.url("/v2/feed.xml")]
-        assert [m["title"] for m in chat.received] == [
+        assert chat.alerts() == [
             "[DeepSeek] DeepSeek eins",
             "[Azure] Azure zwei",
             "[DeepSeek] DeepSeek drei",
@@ -640,7 +640,7 @@ def test_a_gone_feed_waits_for_a_resume_and_a_paused_feed_is_not_polled(
         del feeds.special["/feed.xml"]
         _publish(feeds, [Item("DeepSeek ist zurück", feeds.url("/1"))])
         assert "resumed Testfeed" in daemon.cli("feeds", "resume", "Testfeed")
-        assert wait_for(lambda: len(chat.received) == 1, 15), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 1, 15), daemon.text()
         assert wait_for(lambda: daemon.feed()["state"] == "ok")
 
         # paused by its URL: no more polls until resumed
@@ -655,7 +655,7 @@ def test_a_gone_feed_waits_for_a_resume_and_a_paused_feed_is_not_polled(
             feeds, [Item("DeepSeek ist zurück", feeds.url("/1")), Item("Azure", feeds.url("/2"))]
         )
         daemon.cli("feeds", "resume", "Testfeed")
-        assert wait_for(lambda: len(chat.received) == 2, 15), daemon.text()
+        assert wait_for(lambda: len(chat.alerts()) == 2, 15), daemon.text()
     finally:
         code, _ = daemon.stop()
     assert code == 0 and "Traceback" not in daemon.text()

@@ -301,15 +301,34 @@ def test_snippet_of_short_text_is_the_whole_text() -> None:
     assert (s.before, s.hit, s.after) == ("Microsoft bringt ", "DeepSeek", " nach Azure.")
 
 
-def test_snippet_quotes_the_text_as_written_with_only_length_changing_letters_folded() -> None:
+def test_snippet_quotes_the_text_as_published_even_after_letters_that_fold_longer() -> None:
     doc = prepare(title="", summary="", content="Die Großbank nutzt DeepSeek.")
     hit = Hit("DeepSeek", "content", 20, 28)
     assert doc.fields["content"][20:28] == "deepseek"
-    s = snippet(doc, hit)  # ß folds to ss; everything else keeps its case
-    assert (s.before, s.hit, s.after) == ("Die Grossbank nutzt ", "DeepSeek", ".")
+    s = snippet(doc, hit)  # ß folds to ss in the matched text, never in the quote
+    assert (s.before, s.hit, s.after) == ("Die Großbank nutzt ", "DeepSeek", ".")
     doc = prepare(title="", summary="", content="Die Bank nutzt DeepSeek.")
     s = snippet(doc, Hit("DeepSeek", "content", 15, 23))
     assert (s.before, s.hit, s.after) == ("Die Bank nutzt ", "DeepSeek", ".")
+
+
+@pytest.mark.parametrize(
+    ("text", "term", "quoted"),
+    [
+        ("Größere Konkurrenz für DeepSeek", "grössere konkurrenz", "Größere Konkurrenz"),
+        ("Die STRAẞE und die Straße", "strasse", "STRAẞE"),
+        ("Maß für Maß: DeepSeek", "deepseek", "DeepSeek"),
+        ("ﬁnale Version von DeepSeek", "deepseek", "DeepSeek"),
+    ],
+)
+def test_a_hit_after_or_on_a_folding_letter_is_quoted_as_written(
+    text: str, term: str, quoted: str
+) -> None:
+    doc = prepare(title="", summary="", content=text)
+    start = doc.fields["content"].index(term)
+    s = snippet(doc, Hit(term, "content", start, start + len(term)))
+    assert s.hit == quoted
+    assert s.before + s.hit + s.after == doc.display.get("content", doc.fields["content"])
 
 
 def test_snippet_cuts_long_text_at_word_boundaries_with_ellipsis() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from monitor.storage.base import FeedRef, FeedState, NewEntry, Outgoing, StorageError
 from monitor.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
-from monitor.types import FeedEntry, Hit, Message, RuleMatch
+from monitor.types import AlertItem, FeedEntry, Hit, Message, Notice, RuleMatch, Snippet
 
 T0 = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)
 FEED = "https://news.example.com/feed.xml"
@@ -42,8 +42,9 @@ def _entry(n: int, *, link: str | None = "auto", guid: str | None = "auto") -> F
     )
 
 
-def _msg(n: int) -> Message:
-    return Message(f"[r] Article {n}", f"md {n}", f"<p>{n}</p>", f"text {n}")
+def _msg(n: int) -> AlertItem:
+    snip = Snippet("title", "Die ", "Größere", f" Meldung {n}")
+    return AlertItem("Feed", f"text {n}", f"https://ex.com/{n}", T0, ("r",), ("größere",), snip)
 
 
 def _new(
@@ -310,7 +311,8 @@ def test_outbox_has_one_row_per_entry_notifier_and_target(store: SQLiteStorage) 
         ("chat", 1),
         ("mail", 0),
     ]
-    assert {d.message for d in due} == {_msg(1)}
+    assert {replace(d.payload, entry=0) for d in due} == {_msg(1)}  # type: ignore[type-var]
+    assert {d.payload.entry for d in due} == {1}  # type: ignore[union-attr]
 
 
 def test_due_deliveries_are_oldest_first_and_wait_for_next_attempt(
@@ -321,18 +323,18 @@ def test_due_deliveries_are_oldest_first_and_wait_for_next_attempt(
     store.commit_poll(_state(store), [_new(3, at=T0 + timedelta(seconds=3), outgoing=(("c", 0),))])
     assert store.due_deliveries(T0) == []
     due = store.due_deliveries(T0 + timedelta(seconds=10))
-    assert [d.message.text for d in due] == ["text 1", "text 2", "text 3"]
+    assert [d.payload.title for d in due] == ["text 1", "text 2", "text 3"]
     assert [d.created for d in due] == [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
     assert [d.attempts for d in due] == [0, 0, 0]
     assert len(store.due_deliveries(T0 + timedelta(seconds=10), limit=2)) == 2
 
     first = due[0]
     retry_at = T0 + timedelta(minutes=5)
-    store.delivery_failed(first.id, "HTTP 500", retry_at, T0 + timedelta(seconds=10))
+    store.delivery_failed([(first.id, retry_at)], "HTTP 500", T0 + timedelta(seconds=10))
     later = store.due_deliveries(T0 + timedelta(minutes=1))
-    assert [d.message.text for d in later] == ["text 2", "text 3"]
+    assert [d.payload.title for d in later] == ["text 2", "text 3"]
     at_retry = store.due_deliveries(retry_at)
-    assert [d.message.text for d in at_retry] == ["text 2", "text 3", "text 1"]
+    assert [d.payload.title for d in at_retry] == ["text 2", "text 3", "text 1"]
     assert at_retry[-1].attempts == 1
 
 
@@ -342,9 +344,9 @@ def test_delivery_outcomes_are_counted_by_status(store: SQLiteStorage) -> None:
         [_new(n, outgoing=(("chat", 0),)) for n in range(1, 5)],
     )
     d1, d2, d3, _d4 = store.due_deliveries(T0)
-    store.delivered(d1.id, T0)
-    store.delivery_failed(d2.id, "connection refused", None, T0)  # gave up
-    store.delivery_failed(d3.id, "HTTP 503", T0 + timedelta(minutes=1), T0)  # will retry
+    store.delivered([d1.id], T0)
+    store.delivery_failed([(d2.id, None)], "connection refused", T0)  # gave up
+    store.delivery_failed([(d3.id, T0 + timedelta(minutes=1))], "HTTP 503", T0)  # will retry
     stats = store.outbox_stats()
     assert (stats.pending, stats.failed, stats.sent) == (2, 1, 1)
     assert stats.last_error == "HTTP 503"
@@ -355,7 +357,7 @@ def test_delivery_outcomes_are_counted_by_status(store: SQLiteStorage) -> None:
 def test_delivered_row_is_never_due_again(store: SQLiteStorage) -> None:
     store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))])
     (d,) = store.due_deliveries(T0)
-    store.delivered(d.id, T0)
+    store.delivered([d.id], T0)
     assert store.due_deliveries(T0 + timedelta(days=365)) == []
     assert store.outbox_stats().last_error is None
 
@@ -370,8 +372,8 @@ def test_claimed_rows_are_not_handed_to_another_owner_until_the_claim_runs_out(
     lease = T0 + timedelta(minutes=10)
     got_a = a.claim_deliveries("chat", 0, T0, "A", lease, 2)
     got_b = b.claim_deliveries("chat", 0, T0, "B", lease, 10)
-    assert [d.message.text for d in got_a] == ["text 1", "text 2"]
-    assert [d.message.text for d in got_b] == ["text 3"]
+    assert [d.payload.title for d in got_a] == ["text 1", "text 2"]
+    assert [d.payload.title for d in got_b] == ["text 3"]
     assert b.claim_deliveries("chat", 0, T0, "B", lease, 10) == []
     # other targets are not touched by a claim on chat
     assert len(b.claim_deliveries("mail", 0, T0, "B", lease, 10)) == 3
@@ -382,7 +384,7 @@ def test_claimed_rows_are_not_handed_to_another_owner_until_the_claim_runs_out(
         d.id for d in b.claim_deliveries("chat", 0, lease, "B", lease + timedelta(hours=1), 10)
     ] == [d.id for d in [got_a[0], got_a[1], *got_b]]
     # recording the outcome releases the claim
-    b.delivered(got_a[0].id, T0)
+    b.delivered([got_a[0].id], T0)
     assert got_a[0].id not in {d.id for d in a.due_deliveries(lease + timedelta(days=1))}
     a.close()
     b.close()
@@ -404,7 +406,7 @@ def test_next_delivery_due_waits_for_retries_and_claims(store: SQLiteStorage) ->
     assert store.next_delivery_due("chat", 0) == T0
     (d,) = store.claim_deliveries("chat", 0, T0, "me", T0 + timedelta(minutes=10), 5)
     assert store.next_delivery_due("chat", 0) == T0 + timedelta(minutes=10)
-    store.delivery_failed(d.id, "HTTP 503", T0 + timedelta(minutes=1), T0)
+    store.delivery_failed([(d.id, T0 + timedelta(minutes=1))], "HTTP 503", T0)
     assert store.next_delivery_due("chat", 0) == T0 + timedelta(minutes=1)
 
 
@@ -438,6 +440,73 @@ def test_rows_follow_the_notifier_name_and_url_position(tmp_path: Path) -> None:
     assert stats.notifiers["mail"].last_error == "notifier 'mail' has no URL #2 any more"
     assert {d.target for d in store.due_deliveries(T0)} == {0}
     store.close()
+
+
+def test_priority_claims_take_only_high_priority_alerts_and_notices(store: SQLiteStorage) -> None:
+    urgent = replace(_msg(2), priority=True)
+    store.commit_poll(
+        _state(store),
+        [
+            _new(1, outgoing=(("chat", 0),)),
+            NewEntry(_entry(2), T0, outgoing=(Outgoing("chat", 0, urgent),)),
+        ],
+    )
+    store.add_notice("chat", 1, Notice("feed_failing", "feed x failing", "boom"), T0)
+    until = T0 + timedelta(minutes=10)
+    got = store.claim_deliveries("chat", 0, T0, "me", until, 10, priority_only=True)
+    assert [type(d.payload).__name__ for d in got] == ["AlertItem", "Notice"]
+    assert got[0].priority and got[0].payload == replace(urgent, entry=got[0].payload.entry)  # type: ignore[union-attr]
+    assert got[1].payload == Notice("feed_failing", "feed x failing", "boom")
+    assert [d.payload.title for d in store.claim_deliveries("chat", 0, T0, "me", until, 10)] == [  # type: ignore[union-attr]
+        "text 1"
+    ]
+
+
+def test_rows_sent_in_one_message_count_as_one_send(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(n, outgoing=(("chat", 0),)) for n in range(1, 5)])
+    d1, d2, d3, d4 = store.due_deliveries(T0)
+    store.delivered([d1.id, d2.id, d3.id], T0 + timedelta(minutes=5))
+    store.delivered([d4.id], T0 + timedelta(minutes=50))
+    assert store.sends_since("chat", 0, T0) == 2
+    assert store.sends_since("chat", 0, T0 + timedelta(minutes=10)) == 1
+    assert store.sends_since("mail", 0, T0) == 0
+
+
+def test_failures_of_one_message_and_a_notice_are_recorded_together(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(n, outgoing=(("chat", 0),)) for n in (1, 2)])
+    d1, d2 = store.due_deliveries(T0)
+    notice = Notice("delivery_given_up", "alert given up", "text 1 was given up")
+    store.delivery_failed(
+        [(d1.id, None), (d2.id, T0 + timedelta(hours=1))], "HTTP 500", T0, [("ops", 2, notice)]
+    )
+    rows = {r.id: r for r in store.outbox_rows()}
+    assert (rows[d1.id].status, rows[d2.id].status) == ("failed", "pending")
+    assert rows[d1.id].last_error == rows[d2.id].last_error == "HTTP 500"
+    ops = [r for r in rows.values() if r.notifier == "ops"]
+    assert sorted(r.target for r in ops) == [0, 1]
+    assert {r.title for r in ops} == {"alert given up"} and {r.link for r in ops} == {None}
+
+
+def test_outbox_rows_retry_and_drop(store: SQLiteStorage) -> None:
+    store.commit_poll(_state(store), [_new(n, outgoing=(("chat", 0),)) for n in (1, 2, 3)])
+    d1, d2, d3 = store.due_deliveries(T0)
+    store.delivery_failed([(d1.id, None), (d2.id, None)], "gone", T0)
+    failed = store.outbox_rows(failed_only=True)
+    assert [(r.id, r.title, r.link, r.attempts) for r in failed] == [
+        (d2.id, "Article 2", "https://news.example.com/a/2", 1),
+        (d1.id, "Article 1", "https://news.example.com/a/1", 1),
+    ]
+    assert [r.id for r in store.outbox_rows()] == [d3.id, d2.id, d1.id]
+    later = T0 + timedelta(days=5)
+    assert store.retry_deliveries([d1.id], later) == 1
+    assert store.meta()["outbox_changed"] == "1"
+    row = {r.id: r for r in store.outbox_rows()}[d1.id]
+    assert (row.status, row.next_attempt, row.created) == ("pending", later, later)
+    assert store.drop_delivery(d3.id) and not store.drop_delivery(d3.id)
+    assert store.retry_deliveries(None, later) == 1  # d2, the one failed row left
+    assert [r.id for r in store.outbox_rows()] == [d2.id, d1.id]
+    assert store.outbox_rows(failed_only=True) == []
+    assert store.retry_deliveries([d3.id], later) == 0  # dropped stays dropped
 
 
 def test_one_daemon_per_database(tmp_path: Path) -> None:
@@ -604,6 +673,8 @@ def test_an_old_database_migrates_with_its_feeds_entries_and_outbox(tmp_path: Pa
         assert s.seen(state.key, ["guid-1"], []) == {"guid-1"}
         assert s.feed_state("https://gone.example/").condition == "gone"
         assert s.outbox_stats().pending == 1
+        (old_row,) = s.due_deliveries(T0)  # rendered by the old version: sent as it is
+        assert old_row.payload == Message("t", "m", "h", "x")
         # the migrated feed is known by its configured URL: nothing to carry over
         assert s.ensure_feeds([FeedRef(FEED), FeedRef("https://gone.example/")]) == []
     finally:

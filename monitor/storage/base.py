@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from monitor.types import FeedEntry, Message, RuleMatch, Snippet
+from monitor.types import AlertItem, FeedEntry, Message, Notice, RuleMatch, Snippet
 
 
 class StorageError(Exception):
@@ -98,11 +98,11 @@ class FeedState:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """An outbox row to create: one message for one target of one notifier."""
+    """An outbox row to create: one alert for one target of one notifier."""
 
     notifier: str
     target: int  # the position of the URL in the notifier's list (0 for a single URL)
-    message: Message
+    item: AlertItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +119,32 @@ class NewEntry:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A pending outbox row."""
+    """A pending outbox row: an alert (with its entry's id), an operator notice, or a
+    message an earlier version rendered."""
 
     id: int
     notifier: str
     target: int  # the URL's position; -1 for a row of schema 1 not adopted yet
-    message: Message
+    payload: AlertItem | Notice | Message
     attempts: int
     created: datetime
+    priority: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An outbox row as ``monitor outbox`` lists it."""
+
+    id: int
+    notifier: str
+    target: int
+    status: str  # pending, failed, sent, dropped
+    title: str
+    link: str | None
+    attempts: int
+    last_error: str | None
+    created: datetime
+    next_attempt: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +215,26 @@ class Storage(Protocol):
         """Every known feed; ``counts=False`` leaves entries/matches and earlier URLs
         empty (much cheaper)."""
 
-    def save_feed_state(self, state: FeedState) -> None:
-        """Store a poll that brought no entries (error, 304, unchanged body)."""
+    def save_feed_state(
+        self, state: FeedState, notices: Sequence[tuple[str, int, Notice]] = ()
+    ) -> None:
+        """Store a poll that brought no entries (error, 304, unchanged body).
+
+        ``notices`` (notifier, its number of URLs, notice) are queued for the
+        operator in the same transaction, so a feed's failing/recovered notice
+        is sent exactly when its state says so.
+        """
 
     def seen(self, key: str, identities: Sequence[str], links: Sequence[str]) -> set[str]:
         """Which of these identities, or links, the feed (by ``FeedState.key``) has had."""
 
-    def commit_poll(self, state: FeedState, entries: Sequence[NewEntry]) -> list[int]:
-        """Write state, entries, matches and outbox rows in one transaction."""
+    def commit_poll(
+        self,
+        state: FeedState,
+        entries: Sequence[NewEntry],
+        notices: Sequence[tuple[str, int, Notice]] = (),
+    ) -> list[int]:
+        """Write state, entries, matches, outbox rows and ``notices`` in one transaction."""
 
     def pause_feed(self, key: str) -> None:
         """Stop polling a feed until ``resume_feed``; changes the ``feeds_changed`` meta."""
@@ -225,13 +255,32 @@ class Storage(Protocol):
         owner: str,
         until: datetime,
         limit: int,
+        *,
+        priority_only: bool = False,
     ) -> list[Delivery]:
         """Claim up to ``limit`` due rows of one target for ``owner`` until ``until``.
 
         Rows claimed by another owner whose claim has not run out are not
         returned: two processes never hold (and send) the same row. Oldest
-        first by next attempt.
+        first by next attempt. ``priority_only``: only rows of a high-priority
+        rule and operator notices (during quiet hours, past a cap).
         """
+
+    def add_notice(self, notifier: str, targets: int, notice: Notice, now: datetime) -> None:
+        """Queue an operator notice for each of a notifier's ``targets`` URLs."""
+
+    def sends_since(self, notifier: str, target: int, since: datetime) -> int:
+        """How many messages one target has been sent since ``since`` (rows sent
+        together count once)."""
+
+    def outbox_rows(self, *, failed_only: bool = False, limit: int = 1000) -> list[OutboxRow]:
+        """Outbox rows for ``monitor outbox``: not sent ones (only failed ones), newest first."""
+
+    def retry_deliveries(self, ids: Sequence[int] | None, now: datetime) -> int:
+        """Make failed (or, by id, pending) rows due now, as new; None: every failed row."""
+
+    def drop_delivery(self, delivery_id: int) -> bool:
+        """Drop a row that was not sent (status ``dropped``); False when there is none."""
 
     def release_claims(self, delivery_ids: Sequence[int], owner: str) -> None:
         """Give back claimed rows that were not sent."""
@@ -245,13 +294,19 @@ class Storage(Protocol):
     def next_delivery_due(self, notifier: str, target: int) -> datetime | None:
         """When the next pending row of one target can be sent (None: none pending)."""
 
-    def delivered(self, delivery_id: int, now: datetime) -> None:
-        """Mark a row sent (and release its claim)."""
+    def delivered(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """Mark rows sent in one message (and release their claims), in one transaction."""
 
     def delivery_failed(
-        self, delivery_id: int, error: str, next_attempt: datetime | None, now: datetime
+        self,
+        failures: Sequence[tuple[int, datetime | None]],
+        error: str,
+        now: datetime,
+        notices: Sequence[tuple[str, int, Notice]] = (),
     ) -> None:
-        """Record a failed attempt; next_attempt None means give up (status 'failed')."""
+        """Record a failed attempt of rows sent in one message: (id, next attempt) each,
+        None meaning give up (status 'failed'). ``notices`` (notifier, URLs, notice)
+        are queued in the same transaction (an operator told a row was given up)."""
 
     def adopt_targets(self, notifier: str, positions: Mapping[str, int]) -> int:
         """Give pending rows of an older schema (target: a URL hash) their URL's position."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +23,12 @@ from monitor.storage.base import (
     MatchRecord,
     NewEntry,
     NotifierOutbox,
+    OutboxRow,
     OutboxStats,
     StorageError,
     StoredArticle,
 )
-from monitor.types import Hit, Message, RuleMatch, Snippet
+from monitor.types import AlertItem, Hit, Message, Notice, RuleMatch, Snippet
 
 # Each migration takes the schema from version N to N+1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -117,6 +119,36 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (feed, url)
     );
     """,
+    # 4: the outbox keeps the alert as data (rendered when it is sent, grouped with
+    # what waits for the same target), operator notices (no entry), priority.
+    """
+    CREATE TABLE outbox_new (
+        id INTEGER PRIMARY KEY,
+        entry INTEGER REFERENCES entries(id),
+        notifier TEXT NOT NULL,
+        target TEXT NOT NULL,
+        message TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        last_error TEXT,
+        created REAL NOT NULL,
+        sent REAL,
+        claimed_by TEXT,
+        claim_until REAL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (entry, notifier, target)
+    );
+    INSERT INTO outbox_new (id, entry, notifier, target, message, status, attempts,
+        next_attempt, last_error, created, sent, claimed_by, claim_until)
+        SELECT id, entry, notifier, target, message, status, attempts, next_attempt,
+        last_error, created, sent, claimed_by, claim_until FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (status, next_attempt);
+    CREATE INDEX outbox_target ON outbox (notifier, target, status, next_attempt);
+    CREATE INDEX outbox_sent ON outbox (notifier, target, sent);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -129,11 +161,47 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
-def _message_json(m: Message) -> str:
+def _item_json(item: AlertItem) -> str:
     return json.dumps(
-        {"title": m.title, "markdown": m.markdown, "html": m.html, "text": m.text},
+        {
+            "item": {
+                "feed": item.feed,
+                "title": item.title,
+                "link": item.link,
+                "published": _ts(item.published),
+                "rules": list(item.rules),
+                "terms": list(item.terms),
+                "snippet": json.loads(_snippet_json(item.snippet) or "null"),
+                "priority": item.priority,
+            }
+        },
         ensure_ascii=False,
     )
+
+
+def _notice_json(n: Notice) -> str:
+    return json.dumps({"notice": [n.kind, n.subject, n.text]}, ensure_ascii=False)
+
+
+def _payload(raw: str, entry: int | None) -> AlertItem | Notice | Message:
+    d = json.loads(raw)
+    if "item" in d:
+        i = d["item"]
+        snip = i.get("snippet")
+        return AlertItem(
+            feed=i["feed"],
+            title=i["title"],
+            link=i["link"],
+            published=_dt(i["published"]),
+            rules=tuple(i["rules"]),
+            terms=tuple(i["terms"]),
+            snippet=Snippet(*snip) if snip else None,
+            priority=bool(i.get("priority")),
+            entry=entry or 0,
+        )
+    if "notice" in d:
+        return Notice(*d["notice"])
+    return Message(d["title"], d["markdown"], d["html"], d["text"])  # schema 3 and before
 
 
 def _terms(matches: Sequence[RuleMatch]) -> list[str]:
@@ -165,11 +233,6 @@ def _snippet_json(s: Snippet | None) -> str | None:
 
 def _snippet(raw: str | None) -> Snippet | None:
     return Snippet(*json.loads(raw)) if raw else None
-
-
-def _message(raw: str) -> Message:
-    d = json.loads(raw)
-    return Message(d["title"], d["markdown"], d["html"], d["text"])
 
 
 class SQLiteStorage:
@@ -253,6 +316,18 @@ class SQLiteStorage:
             self._conns.append(db)
         return db
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction on this thread's connection (BEGIN IMMEDIATE: the
+        write lock is taken at once, so the transaction never fails half-way on it)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     @property
     def _db(self) -> sqlite3.Connection:
         """This thread's connection (opened on its first use)."""
@@ -308,13 +383,8 @@ class SQLiteStorage:
         )
         if all(r.url in known and known[r.url] == r.name for r in refs):
             return []  # the usual reload: nothing to write
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             carried = self._sync_feeds(refs)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return carried
 
     def _sync_feeds(self, refs: list[FeedRef]) -> list[CarriedOver]:
@@ -491,14 +561,12 @@ class SQLiteStorage:
             ),
         )
 
-    def save_feed_state(self, state: FeedState) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+    def save_feed_state(
+        self, state: FeedState, notices: Sequence[tuple[str, int, Notice]] = ()
+    ) -> None:
+        with self._transaction():
             self._write_state(state)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            self._notices(notices, state.last_poll or datetime.now(UTC))
 
     def pause_feed(self, key: str) -> None:
         self._control("UPDATE feeds SET paused = 1 WHERE key = ?", (key,))
@@ -512,17 +580,9 @@ class SQLiteStorage:
 
     def _control(self, sql: str, args: tuple[object, ...]) -> None:
         """An operator's change, and a new ``feeds_changed`` for a running daemon to notice."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.execute(sql, args)
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('feeds_changed', '1') ON CONFLICT(key)"
-                " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            self._bump("feeds_changed")
 
     # entries ---------------------------------------------------------------
 
@@ -540,11 +600,16 @@ class SQLiteStorage:
                 found.update(r[0] for r in rows)
         return found
 
-    def commit_poll(self, state: FeedState, entries: Sequence[NewEntry]) -> list[int]:
+    def commit_poll(
+        self,
+        state: FeedState,
+        entries: Sequence[NewEntry],
+        notices: Sequence[tuple[str, int, Notice]] = (),
+    ) -> list[int]:
         ids: list[int] = []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._write_state(state)
+            self._notices(notices, state.last_poll or datetime.now(UTC))
             for new in entries:
                 e = new.entry
                 cur = self._db.execute(
@@ -584,27 +649,39 @@ class SQLiteStorage:
                     )
                 self._db.executemany(
                     "INSERT OR IGNORE INTO outbox (entry, notifier, target, message,"
-                    " next_attempt, created) VALUES (?,?,?,?,?,?)",
+                    " next_attempt, created, priority) VALUES (?,?,?,?,?,?,?)",
                     [
-                        (entry_id, o.notifier, o.target, _message_json(o.message), created, created)
+                        (
+                            entry_id,
+                            o.notifier,
+                            o.target,
+                            _item_json(o.item),
+                            created,
+                            created,
+                            int(o.item.priority),
+                        )
                         for o in new.outgoing
                     ],
                 )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return ids
 
     # outbox ------------------------------------------------------------------
 
-    _DELIVERY_COLUMNS = "id, notifier, target, message, attempts, created"
+    _DELIVERY_COLUMNS = "id, notifier, target, message, attempts, created, priority, entry"
 
     @staticmethod
     def _delivery(row: tuple[object, ...], now: datetime) -> Delivery:
-        i, n, t, m, a, c = row
+        i, n, t, m, a, c, pr, e = row
         target = int(t) if isinstance(t, int) or str(t).isdigit() else -1  # type: ignore[call-overload]
-        return Delivery(int(i), str(n), target, _message(str(m)), int(a), _dt(c) or now)  # type: ignore[call-overload, arg-type]
+        return Delivery(
+            int(i),  # type: ignore[call-overload]
+            str(n),
+            target,
+            _payload(str(m), e),  # type: ignore[arg-type]
+            int(a),  # type: ignore[call-overload]
+            _dt(c) or now,  # type: ignore[arg-type]
+            bool(pr),
+        )
 
     def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
         rows = self._db.execute(
@@ -622,13 +699,15 @@ class SQLiteStorage:
         owner: str,
         until: datetime,
         limit: int,
+        *,
+        priority_only: bool = False,
     ) -> list[Delivery]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        urgent = " AND (priority = 1 OR entry IS NULL)" if priority_only else ""
+        with self._transaction():
             rows = self._db.execute(
                 f"UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id IN ("
                 " SELECT id FROM outbox WHERE notifier = ? AND target = ? AND status = 'pending'"
-                " AND next_attempt <= ? AND (claim_until IS NULL OR claim_until <= ?)"
+                f" AND next_attempt <= ? AND (claim_until IS NULL OR claim_until <= ?){urgent}"
                 " ORDER BY next_attempt, id LIMIT ?)"
                 f" RETURNING {self._DELIVERY_COLUMNS}, next_attempt",
                 (
@@ -641,12 +720,100 @@ class SQLiteStorage:
                     limit,
                 ),
             ).fetchall()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         rows.sort(key=lambda r: (r[-1], r[0]))  # RETURNING has no order of its own
         return [self._delivery(r[:-1], now) for r in rows]
+
+    def add_notice(self, notifier: str, targets: int, notice: Notice, now: datetime) -> None:
+        with self._transaction():
+            self._notices([(notifier, targets, notice)], now)
+
+    def _notices(self, notices: Sequence[tuple[str, int, Notice]], now: datetime) -> None:
+        self._db.executemany(
+            "INSERT INTO outbox (entry, notifier, target, message, next_attempt, created,"
+            " priority) VALUES (NULL,?,?,?,?,?,1)",
+            [
+                (notifier, str(t), _notice_json(notice), now.timestamp(), now.timestamp())
+                for notifier, targets, notice in notices
+                for t in range(targets)
+            ],
+        )
+
+    def sends_since(self, notifier: str, target: int, since: datetime) -> int:
+        row = self._db.execute(
+            "SELECT count(DISTINCT sent) FROM outbox WHERE notifier = ? AND target = ?"
+            " AND sent >= ?",
+            (notifier, str(target), since.timestamp()),
+        ).fetchone()
+        return int(row[0])
+
+    def outbox_rows(self, *, failed_only: bool = False, limit: int = 1000) -> list[OutboxRow]:
+        statuses = "('failed')" if failed_only else "('pending', 'failed')"
+        rows = self._db.execute(
+            "SELECT o.id, o.notifier, o.target, o.status, o.message, e.title, e.link,"
+            " o.attempts, o.last_error, o.created, o.next_attempt FROM outbox o"
+            f" LEFT JOIN entries e ON e.id = o.entry WHERE o.status IN {statuses}"
+            " ORDER BY o.id DESC LIMIT ?",
+            (limit,),
+        )
+        out = []
+        for i, n, t, st, msg, title, link, a, err, created, nxt in rows:
+            if title is None:  # an operator notice (or an entry pruned since)
+                payload = _payload(msg, None)
+                title = payload.subject if isinstance(payload, Notice) else payload.title
+            out.append(
+                OutboxRow(
+                    id=i,
+                    notifier=n,
+                    target=int(t) if str(t).isdigit() else -1,
+                    status=st,
+                    title=title,
+                    link=link,
+                    attempts=a,
+                    last_error=err,
+                    created=_dt(created) or datetime.now(UTC),
+                    next_attempt=_dt(nxt) if st == "pending" else None,
+                )
+            )
+        return out
+
+    def retry_deliveries(self, ids: Sequence[int] | None, now: datetime) -> int:
+        with self._transaction():
+            if ids is None:
+                cur = self._db.execute(
+                    "UPDATE outbox SET status = 'pending', next_attempt = ?, created = ?,"
+                    " claimed_by = NULL, claim_until = NULL WHERE status = 'failed'",
+                    (now.timestamp(), now.timestamp()),
+                )
+                done = cur.rowcount
+            else:
+                done = 0
+                for i in ids:
+                    cur = self._db.execute(
+                        "UPDATE outbox SET status = 'pending', next_attempt = ?, created = ?"
+                        " WHERE id = ? AND status IN ('pending', 'failed')",
+                        (now.timestamp(), now.timestamp(), i),
+                    )
+                    done += cur.rowcount
+            self._bump("outbox_changed")
+        return done
+
+    def drop_delivery(self, delivery_id: int) -> bool:
+        with self._transaction():
+            cur = self._db.execute(
+                "UPDATE outbox SET status = 'dropped', claimed_by = NULL, claim_until = NULL"
+                " WHERE id = ? AND status IN ('pending', 'failed')",
+                (delivery_id,),
+            )
+            self._bump("outbox_changed")
+        return cur.rowcount > 0
+
+    def _bump(self, key: str) -> None:
+        """A new value of a meta counter, for a running daemon to notice an operator's change."""
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT(key)"
+            " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+            (key,),
+        )
 
     def release_claims(self, delivery_ids: Sequence[int], owner: str) -> None:
         self._db.executemany(
@@ -677,28 +844,36 @@ class SQLiteStorage:
         ).fetchone()
         return _dt(row[0]) if row else None
 
-    def delivered(self, delivery_id: int, now: datetime) -> None:
-        self._db.execute(
-            "UPDATE outbox SET status = 'sent', sent = ?, attempts = attempts + 1,"
-            " last_error = NULL, claimed_by = NULL, claim_until = NULL WHERE id = ?",
-            (now.timestamp(), delivery_id),
-        )
+    def delivered(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE outbox SET status = 'sent', sent = ?, attempts = attempts + 1,"
+                " last_error = NULL, claimed_by = NULL, claim_until = NULL WHERE id = ?",
+                [(now.timestamp(), i) for i in delivery_ids],
+            )
 
     def delivery_failed(
-        self, delivery_id: int, error: str, next_attempt: datetime | None, now: datetime
+        self,
+        failures: Sequence[tuple[int, datetime | None]],
+        error: str,
+        now: datetime,
+        notices: Sequence[tuple[str, int, Notice]] = (),
     ) -> None:
-        if next_attempt is None:
-            self._db.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?,"
-                " claimed_by = NULL, claim_until = NULL WHERE id = ?",
-                (error, delivery_id),
-            )
-        else:
-            self._db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?,"
-                " claimed_by = NULL, claim_until = NULL WHERE id = ?",
-                (error, next_attempt.timestamp(), delivery_id),
-            )
+        with self._transaction():
+            for delivery_id, next_attempt in failures:
+                if next_attempt is None:
+                    self._db.execute(
+                        "UPDATE outbox SET status = 'failed', attempts = attempts + 1,"
+                        " last_error = ?, claimed_by = NULL, claim_until = NULL WHERE id = ?",
+                        (error, delivery_id),
+                    )
+                else:
+                    self._db.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
+                        " next_attempt = ?, claimed_by = NULL, claim_until = NULL WHERE id = ?",
+                        (error, next_attempt.timestamp(), delivery_id),
+                    )
+            self._notices(notices, now)
 
     def adopt_targets(self, notifier: str, positions: Mapping[str, int]) -> int:
         """Rows of schema 1 name a URL by its hash: give them the URL's position.
