@@ -368,7 +368,8 @@ def _skip(body: bytes) -> tuple[frozenset[int], frozenset[int]]:
 def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
     """Parse a fetched feed document; problems come back in ``error``.
 
-    Raises only MemoryError (see the worker pool's memory ceiling).
+    Raises only MemoryError, or SystemError from C code out of memory (see the
+    worker pool's memory ceiling).
     """
     if not body.strip():
         return ParsedFeed(title=None, link=None, entries=(), error="empty response body")
@@ -390,9 +391,9 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         )
     except UnsafeDocument as exc:
         return ParsedFeed(title=None, link=None, entries=(), error=str(exc))
-    except MemoryError:
-        # Over the worker's memory ceiling: the pool answers "document too large
-        # to parse" and replaces the worker, whose heap may be in pieces.
+    except (MemoryError, SystemError):
+        # Over the worker's memory ceiling (C code may say so with SystemError):
+        # the pool answers "document too large to parse" and replaces the worker.
         raise
     except Exception as exc:  # feedparser's loose parser can raise anything
         return ParsedFeed(title=None, link=None, entries=(), error=f"unparseable feed: {exc!r}")
