@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _poll(args: argparse.Namespace, config: Config) -> int:
-    from monitor.app import App
+    from monitor.app import App, process_pool
 
     feeds = list(config.feeds)
     if args.feed:
@@ -137,13 +137,17 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
         if missing:
             print(f"monitor: no feed named {', '.join(sorted(missing))}", file=sys.stderr)
             return EXIT_USAGE
-    app = App(config, db=args.db, console=sys.stderr)  # stdout is for the matches
+    # Parsing, extraction and matching run in workers under the memory ceiling, as
+    # in the daemon: a document that blows up a parser costs its feed, not this process.
+    pool = process_pool(config)
+    app = App(config, db=args.db, console=sys.stderr, executor=pool)  # stdout: the matches
     try:
         outcomes = await app.poll_round(feeds, dry_run=args.dry_run)
         if not args.dry_run:
             await app.deliverer.run_once()
     finally:
-        await app.close()
+        await app.close()  # kills a call still running (after Ctrl-C)
+        pool.shutdown(wait=True)  # the idle workers exit as their pipes close; reap them
     failed = 0
     for o in outcomes:
         if o.error:

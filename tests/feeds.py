@@ -77,3 +77,13 @@ def entity_bomb(
         f'<item><guid isPermaLink="false">{escape(title)}-1</guid><title>Harmless news</title>'
         f"<description>{'&big;' * refs}</description></item></channel></rss>"
     )
+
+
+def many_items(n: int, title: str = "Big") -> str:
+    """A feed of ``n`` short entries: 40,000 are 9 MB, which takes about 120 MB to parse."""
+    items = "".join(
+        f"<item><guid>g{i}</guid><title>Eintrag {i}</title><description>{'Text ' * 30}"
+        "</description></item>"
+        for i in range(n)
+    )
+    return f'<rss version="2.0"><channel><title>{escape(title)}</title>{items}</channel></rss>'

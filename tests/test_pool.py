@@ -26,7 +26,7 @@ from monitor.pool import MB, WorkerError, WorkerPool
 from monitor.stages import Stage
 from monitor.storage.base import FeedState
 from monitor.types import ParsedFeed
-from tests.feeds import Item, article_page, rss
+from tests.feeds import Item, article_page, many_items, rss
 from tests.servers import FeedServer, alive, running, wait_for
 
 FEED = b"<rss><channel><title>T</title><item><title>DeepSeek</title></item></channel></rss>"
@@ -150,16 +150,6 @@ def _data_limit(pid: int) -> tuple[str, str]:
     raise AssertionError("no data size limit in /proc/PID/limits")
 
 
-def _many_items(n: int) -> bytes:
-    """A feed of ``n`` entries: 40,000 are 9 MB, which takes about 120 MB to parse."""
-    items = "".join(
-        f"<item><guid>g{i}</guid><title>Eintrag {i}</title><description>{'Text ' * 30}"
-        "</description></item>"
-        for i in range(n)
-    )
-    return f'<rss version="2.0"><channel><title>Big</title>{items}</channel></rss>'.encode()
-
-
 def test_every_worker_runs_under_its_memory_ceiling() -> None:
     pool = WorkerPool(2, memory_limit=CEILING)
     try:
@@ -193,7 +183,9 @@ def test_a_feed_that_parses_past_the_ceiling_fails_its_call_and_a_small_one_pars
     pool = WorkerPool(1, memory_limit=64 * MB)
     try:
         with pytest.raises(WorkerError, match="parse_feed: document too large to parse"):
-            pool.submit(stages.parse_feed, _many_items(40_000), "https://big.example/").result(60)
+            pool.submit(
+                stages.parse_feed, many_items(40_000).encode(), "https://big.example/"
+            ).result(60)
         parsed = pool.submit(stages.parse_feed, FEED, "https://small.example/").result(30)
         assert [e.title for e in parsed.entries] == ["DeepSeek"]
     finally:
