@@ -2,7 +2,7 @@
 
 Each feed's job is a one-shot date job; when a poll finishes, the pipeline's
 decision (interval, jitter, backoff, Retry-After, ttl) becomes the feed's
-next job. Job ids are feed keys and ``max_instances=1``, so one feed is never
+next job. Job ids are feed keys, and ``_running`` keeps one feed from being
 polled twice at once; the due time lives in the store, so a restart resumes
 where the last run stopped instead of polling everything at once.
 """
@@ -27,8 +27,13 @@ class FeedScheduler:
 
     def __init__(self, poll: PollFn) -> None:
         self._poll = poll
+        # max_instances 2, not 1: a poll schedules its feed's next job before its
+        # own job has ended in APScheduler's count. When that next job is due
+        # already (the poll took longer than the interval, e.g. waiting for busy
+        # workers), APScheduler would skip it as a second instance and, it being a
+        # one-shot job, drop it: the feed was never polled again (issue 10).
         self._scheduler = AsyncIOScheduler(
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None}
         )
         self._running: set[str] = set()
 
