@@ -192,6 +192,21 @@ def test_a_feed_that_parses_past_the_ceiling_fails_its_call_and_a_small_one_pars
         pool.shutdown()
 
 
+def test_a_page_that_extracts_past_the_ceiling_fails_its_call_instead_of_coming_back_empty() -> (
+    None
+):
+    page = f"<html><body><article><p>{'Wort ' * 1_600_000}</p></article></body></html>"
+    pool = WorkerPool(1, memory_limit=64 * MB)
+    try:
+        with pytest.raises(WorkerError, match="extract: document too large to parse"):
+            pool.submit(stages.extract, page.encode(), "https://big.example/a").result(60)
+        small = article_page("Meldung", "DeepSeek im Artikel.").encode()
+        article = pool.submit(stages.extract, small, "https://x.example/").result(30)
+        assert article.title == "Meldung" and "Weitere Details" in article.text
+    finally:
+        pool.shutdown()
+
+
 def test_a_worker_that_crashes_under_the_ceiling_fails_its_call_saying_so() -> None:
     pool = WorkerPool(1, memory_limit=CEILING)
     try:
