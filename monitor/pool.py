@@ -480,10 +480,12 @@ class WorkerPool(Executor):
                 if finish is not None:
                     finish()
         finally:
+            # The worker goes before the slot is free: shutdown(wait=True) joins
+            # only threads it still sees, and a new thread must not find it.
+            self._drop(slot)
             with self._lock:
                 slot.thread = None
                 self._idle.discard(slot.index)
-            self._drop(slot)
 
     def _claim(self, slot: _Slot) -> _Call | object | None:
         """The next waiting call, _STOP at shutdown, or None: the slot is idle now."""

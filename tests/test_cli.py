@@ -283,7 +283,6 @@ def test_poll_a_feed_past_worker_memory_fails_as_too_large_and_the_other_feed_al
         "monitor: Big: parsing failed: parse_feed: document too large to parse "
         "(over the worker memory limit of 64 MB)"
     ) in run.err
-    assert run.peak_rss_mb < 150, run.peak_rss_mb
 
 
 def test_test_notify_reaches_chat_and_email(

@@ -289,6 +289,15 @@ def test_a_worker_that_cannot_start_fails_the_call_with_the_reason(
         pool.shutdown()
 
 
+def test_shutdown_waits_for_the_workers_also_after_a_shutdown_without_waiting() -> None:
+    pool = WorkerPool(2)
+    code = "(__import__('time').sleep(0.3), __import__('os').getpid())[1]"
+    pids = {f.result(30) for f in [pool.submit(eval, code) for _ in range(2)]}
+    pool.shutdown(wait=False, cancel_futures=True)  # as App.close() does
+    pool.shutdown(wait=True)  # as monitor poll does then, before it exits
+    assert [pid for pid in pids if alive(pid)] == []
+
+
 def test_shutdown_without_waiting_kills_the_calls_still_running() -> None:
     pool = WorkerPool(1)
     pid = pool.submit(os.getpid).result(30)
