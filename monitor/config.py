@@ -26,10 +26,11 @@ DEFAULT_MAX_AGE = 2 * 86400.0
 DEFAULT_RETENTION = 30 * 86400.0
 MIN_INTERVAL = 1.0
 MB = 1024 * 1024
-# Each worker's memory ceiling: a worker needs about 40 MB for an ordinary feed
-# and at most 190 MB for the largest documents max_bytes lets through (an 11 MB
-# feed of 50,000 items: 140 MB; an 8 MB page of 220,000 paragraphs: 187 MB), so
-# 512 MB is ample, and an entity bomb's 5 GB string fails at once.
+# Each worker's memory ceiling (RLIMIT_DATA). Measured as the smallest limit
+# that works: about 40 MB for an ordinary feed; 140 MB for an 11 MB feed of
+# 50,000 items, 187 MB for an 8 MB page of 220,000 paragraphs (documents near
+# max_bytes). 512 MB leaves room for several times that, and an entity bomb's
+# 5 GB string fails at once.
 DEFAULT_WORKER_MEMORY = 512 * MB
 MIN_WORKER_MEMORY = 64 * MB  # below this a worker can't import its libraries and parse
 
