@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from monitor import __version__, notify
-from monitor.config import Config, FeedSpec
+from monitor.config import DEFAULT_WORKER_MEMORY, Config, FeedSpec
 from monitor.delivery import Deliverer, RetryPolicy, Target, Targets
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
@@ -91,8 +91,10 @@ def pool_size(config: Config | None = None) -> int:
 
 
 def process_pool(config: Config | None = None) -> WorkerPool:
-    """Parsing, extraction and matching run here, off the event loop (see pool.py)."""
-    return WorkerPool(pool_size(config))
+    """Parsing, extraction and matching run here, off the event loop (see pool.py), each
+    worker under ``settings.worker_memory``."""
+    memory = config.settings.worker_memory if config is not None else DEFAULT_WORKER_MEMORY
+    return WorkerPool(pool_size(config), memory_limit=memory)
 
 
 class App:
@@ -192,6 +194,7 @@ class App:
         if isinstance(self.executor, WorkerPool):
             workers = pool_size(config)
             self.executor.resize(workers)
+            self.executor.set_memory_limit(config.settings.worker_memory)
             self.poller.set_offload_limit(2 * workers)
 
     async def poll(self, key: str) -> datetime | None:

@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _poll(args: argparse.Namespace, config: Config) -> int:
-    from monitor.app import App
+    from monitor.app import App, process_pool
 
     feeds = list(config.feeds)
     if args.feed:
@@ -212,7 +212,10 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
             print(f"monitor: no feed named {', '.join(sorted(missing))}", file=sys.stderr)
             return EXIT_USAGE
     database = _database(args, config.settings.database).location
-    app = App(config, db=database, console=sys.stderr)  # stdout is for the matches
+    # Parsing, extraction and matching run in workers under the memory ceiling, as
+    # in the daemon: a document that blows up a parser costs its feed, not this process.
+    pool = process_pool(config)
+    app = App(config, db=database, console=sys.stderr, executor=pool)  # stdout: the matches
     daemon = None
     try:
         if not args.feed:  # a paused feed is polled only when named
@@ -223,7 +226,8 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
         if not args.dry_run and daemon is None:
             await app.deliverer.run_once()
     finally:
-        await app.close()
+        await app.close()  # kills a call still running (after Ctrl-C)
+        pool.shutdown(wait=True)  # the idle workers exit as their pipes close; reap them
     failed = 0
     for o in outcomes:
         if o.error:

@@ -35,6 +35,14 @@ DEFAULT_STORY_WINDOW = 48 * 3600.0
 MIN_INTERVAL = 1.0
 DEFAULT_DATABASE = "monitor.db"  # next to feeds.yaml
 MAX_CREDENTIAL_BYTES = 64 * 1024  # a ${file:...} longer than this is a mistake (/dev/zero?)
+MB = 1024 * 1024
+# Each worker's memory ceiling (RLIMIT_DATA). Measured as the smallest limit
+# that works: about 40 MB for an ordinary feed; 140 MB for an 11 MB feed of
+# 50,000 items, 187 MB for an 8 MB page of 220,000 paragraphs (documents near
+# max_bytes). 512 MB leaves room for several times that, and an entity bomb's
+# 5 GB string fails at once.
+DEFAULT_WORKER_MEMORY = 512 * MB
+MIN_WORKER_MEMORY = 64 * MB  # below this a worker can't import its libraries and parse
 
 
 class ConfigError(Exception):
@@ -86,12 +94,13 @@ class Settings:
     per_host: int = 2  # HTTP requests in flight to one host
     host_spacing: float = 0.1  # seconds between request starts to one host
     user_agent: str | None = None
-    max_bytes: int = 10 * 1024 * 1024
+    max_bytes: int = 10 * MB
     retry_delay: float = 30.0  # first delivery retry; doubles up to an hour
     workers: int | None = None  # worker processes; None: one per available CPU, at most 4
     story_window: float = DEFAULT_STORY_WINDOW  # one story, one alert per rule within this
     admin_notify: str | None = None  # the notifier that gets operator notices
     admin_failures: int = 5  # polls failed in a row before the operator is told
+    worker_memory: int = DEFAULT_WORKER_MEMORY  # each worker's memory ceiling in bytes; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +278,36 @@ def format_duration(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------
+# sizes
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNIT = {"": 1, "k": 1024, "m": MB, "g": 1024 * MB, "t": 1024 * 1024 * MB}
+
+
+def parse_size(value: object) -> int:
+    """``512MB``, ``1GB``, ``768M``, ``64KiB`` or a whole number of bytes -> bytes.
+
+    Units count in 1024s, as in systemd's ``MemoryMax=`` (``1MB`` = ``1MiB``).
+    Raises ValueError with a message fit for a config error.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE.fullmatch(value.strip())
+        if m:
+            return int(float(m.group(1)) * _SIZE_UNIT[m.group(2).lower()])
+    raise ValueError(f"expected a size like 512MB, 1GB or a number of bytes, got {value!r}")
+
+
+def format_size(size: int) -> str:
+    """Bytes -> ``512 MB``, ``1.5 GB``, ``700 KB`` or ``100 bytes`` (in 1024s)."""
+    for unit, name in ((1024 * MB, "GB"), (MB, "MB"), (1024, "KB")):
+        if size >= unit:
+            return f"{size / unit:.4g} {name}"
+    return f"{size} byte" if size == 1 else f"{size} bytes"
+
+
+# --------------------------------------------------------------------------
 # loading
 
 
@@ -415,6 +454,18 @@ class _Loader:
             return None
         return seconds
 
+    def size(self, node: Node, what: str, minimum: int) -> int | None:
+        value = self.scalar(node)
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            self.error(node, f"{what}: {exc}")
+            return None
+        if size < minimum:
+            self.error(node, f"{what} must be at least {format_size(minimum)}")
+            return None
+        return size
+
     def string_list(self, node: Node, what: str) -> list[tuple[str, Node]]:
         """A list of strings (a single string counts as a list of one)."""
         if isinstance(node, ScalarNode):
@@ -476,6 +527,7 @@ _SETTINGS_KEYS = (
     "story_window",
     "admin_notify",
     "admin_failures",
+    "worker_memory",
 )
 _NOTIFIER_KEYS = ("url", "quiet_hours", "timezone", "max_per_hour", "digest", "template")
 _FEED_KEYS = ("url", "name", "interval", "extract", "tags")
@@ -503,8 +555,19 @@ def _settings(ld: _Loader, node: Node) -> Settings:
                 ld.nodes["admin_notify"] = v
         elif key in ("extract", "allow_private_addresses"):
             value = ld.boolean(v, f"settings.{key}")
-        elif key in ("concurrency", "per_host", "max_bytes", "workers", "admin_failures"):
+        elif key in ("concurrency", "per_host", "workers", "admin_failures"):
             value = ld.integer(v, f"settings.{key}")
+        elif key == "max_bytes":
+            value = ld.size(v, "settings.max_bytes", 1)
+        elif key == "worker_memory":
+            value = ld.size(v, "settings.worker_memory", 0)
+            if value and value < MIN_WORKER_MEMORY:
+                ld.error(
+                    v,
+                    "settings.worker_memory must be 0 (no limit) or at least "
+                    f"{format_size(MIN_WORKER_MEMORY)}",
+                )
+                value = None
         else:
             minimum = MIN_INTERVAL if key == "interval" else 0.0
             value = ld.duration(v, f"settings.{key}", minimum)

@@ -16,7 +16,11 @@ monitor.pool``, talking to one thread of the pool over its stdin and stdout
   apprise, aiohttp, APScheduler, ...), about 18 MB per worker for nothing;
   and there is no resource-tracker process (13 MB);
 - a worker whose memory grew past ``recycle_rss`` after a call (a huge
-  feed) is replaced, and a worker idle for ``idle_timeout`` stops.
+  feed) is replaced, and a worker idle for ``idle_timeout`` stops;
+- each worker runs under a memory ceiling (``memory_limit``): a parser
+  blow-up nobody thought of fails its call with "document too large to
+  parse" within a fraction of a second, and the worker is replaced, instead of
+  growing for a minute to gigabytes while every other feed waits.
 
 Calls go to the lowest-numbered idle worker, so a light load keeps one
 worker busy rather than two half-idle.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import resource
 import selectors
 import signal
 import site
@@ -46,6 +51,8 @@ from typing import Any
 MB = 1024 * 1024
 _MARKER = b"RSM\x01"  # starts every frame: anything else on the pipe is not ours
 _HEADER = len(_MARKER) + 8  # marker, then the pickle's length (big-endian)
+_EXIT_OUT_OF_MEMORY = 3  # a worker that could not even read its call
+_CRASHES = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)  # a C library's failed malloc, often
 
 
 class WorkerError(Exception):
@@ -54,6 +61,17 @@ class WorkerError(Exception):
 
 class _NotSent(Exception):
     """The worker was gone before any byte of the call reached it."""
+
+
+def _limit(memory_limit: int) -> str:
+    return f"the worker memory limit of {memory_limit / MB:.4g} MB"
+
+
+def _too_large(memory_limit: int) -> str:
+    """The error of a call that ran out of memory in its worker."""
+    if memory_limit > 0:
+        return f"document too large to parse (over {_limit(memory_limit)})"
+    return "document too large to parse (out of memory)"
 
 
 # -- frames (both sides) -------------------------------------------------------
@@ -128,29 +146,68 @@ def _rss() -> int:
         return 0
 
 
-def _reply(request: bytearray, recycle_rss: int) -> tuple[bytes, bool]:
+def _reply(request: bytearray, recycle_rss: int, memory_limit: int) -> tuple[bytes, bool]:
+    """Run the call in ``request``: its reply frame, and whether this worker stops after it.
+
+    A call that runs out of memory (anywhere: parse, extract, analyze) is a
+    document too large, not a bug: no traceback, and the worker stops, as its
+    heap may be left in pieces; the next call gets a fresh one. Under a memory
+    limit that includes a SystemError: C code whose allocation fails can return
+    without setting MemoryError (seen here: "error return without exception
+    set" at a plain function call, when the interpreter could not get a frame).
+    """
+    out_of_memory = False
     try:
         fn, args, kwargs = pickle.loads(request)
         del request
         reply: tuple[Any, ...] = (True, fn(*args, **kwargs), None)
     except Exception as exc:
-        reply = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-    recycle = recycle_rss > 0 and _rss() > recycle_rss
+        if isinstance(exc, MemoryError) or (isinstance(exc, SystemError) and memory_limit > 0):
+            out_of_memory = True  # answered below, once the frames holding the memory are gone
+        else:
+            reply = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    if out_of_memory:
+        reply = (False, _too_large(memory_limit), None)
+    stop = out_of_memory or (recycle_rss > 0 and _rss() > recycle_rss)
     try:
-        return pickle.dumps((*reply, recycle), pickle.HIGHEST_PROTOCOL), recycle
+        return pickle.dumps((*reply, stop), pickle.HIGHEST_PROTOCOL), stop
+    except MemoryError:
+        return pickle.dumps((False, _too_large(memory_limit), None, True)), True
     except Exception as exc:
-        failed = (False, f"its result could not be sent back: {exc!r}", None, recycle)
-        return pickle.dumps(failed, pickle.HIGHEST_PROTOCOL), recycle
+        failed = (False, f"its result could not be sent back: {exc!r}", None, stop)
+        return pickle.dumps(failed, pickle.HIGHEST_PROTOCOL), stop
 
 
-def serve(inp: int, out: int, recycle_rss: int) -> None:
+def _limit_memory(limit: int) -> None:
+    """Cap this process's data segment at ``limit`` bytes (0: no cap), for good.
+
+    RLIMIT_DATA rather than RLIMIT_AS: since Linux 4.7 it counts what a process
+    can fill (the heap and private writable mappings: Python's arenas, a big
+    string) and not address space that holds none of it (code and shared
+    libraries, the stack, arena space reserved but not yet usable), so the
+    limit means what it says and a library that maps more code or starts a
+    thread does not use it up. An allocation past it fails, which Python
+    raises as MemoryError. The hard limit goes down too, so no library in the
+    worker can lift it.
+    """
+    if limit <= 0:
+        return
+    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def serve(inp: int, out: int, recycle_rss: int, memory_limit: int = 0) -> None:
     """Answer calls until the pool closes ``inp``, or until memory says to stop."""
     while True:
         try:
             request = _read_frame(inp, None)
         except (EOFError, ValueError):  # the pool closed the pipe (or is not a pool)
             return
-        data, recycle = _reply(request, recycle_rss)
+        except MemoryError:  # the call itself does not fit: its exit status says so
+            raise SystemExit(_EXIT_OUT_OF_MEMORY) from None
+        data, recycle = _reply(request, recycle_rss, memory_limit)
         del request
         try:
             _write_all(out, data, None)
@@ -172,19 +229,28 @@ def _worker_main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    serve(inp, out, int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    recycle_rss = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    memory_limit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    _limit_memory(memory_limit)
+    serve(inp, out, recycle_rss, memory_limit)
 
 
 # -- the pool side ------------------------------------------------------------
 
 
-def _describe_exit(code: int) -> str:
+def _describe_exit(code: int, memory_limit: int) -> str:
+    if code == _EXIT_OUT_OF_MEMORY:
+        return _too_large(memory_limit)
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        hint = ""
+        if -code == signal.SIGKILL:
+            hint = " (out of memory?)"
+        elif -code in _CRASHES and memory_limit > 0:
+            hint = f" (a crash; perhaps over {_limit(memory_limit)})"
         return f"its worker was killed by {name}{hint}"
     return f"its worker exited with status {code}"
 
@@ -202,11 +268,12 @@ def _worker_env() -> dict[str, str]:
 class _Process:
     """One running worker."""
 
-    def __init__(self, recycle_rss: int) -> None:
+    def __init__(self, recycle_rss: int, memory_limit: int) -> None:
+        self.memory_limit = memory_limit
         # -P: the working directory (under systemd, the state directory) is not
         # put on the worker's import path.
         self.popen = subprocess.Popen(
-            [sys.executable, "-P", "-m", "monitor.pool", str(recycle_rss)],
+            [sys.executable, "-P", "-m", "monitor.pool", str(recycle_rss), str(memory_limit)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
@@ -238,8 +305,10 @@ class _Process:
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.close()
             code = self.wait()
-            hint = " before its first call (see its error in the log)" if self.calls == 1 else ""
-            raise WorkerError(_describe_exit(code) + hint) from None
+            # A first call that ends in an exit status (not a signal): it never got to run.
+            started = self.calls > 1 or code < 0 or code == _EXIT_OUT_OF_MEMORY
+            hint = "" if started else " before its first call (see its error in the log)"
+            raise WorkerError(_describe_exit(code, self.memory_limit) + hint) from None
         except ValueError as exc:
             self.kill()
             raise WorkerError(f"its worker wrote something that is not a reply: {exc}") from None
@@ -294,7 +363,11 @@ class _Slot:
 
 
 class WorkerPool(Executor):
-    """At most ``workers`` worker processes, started when calls need them."""
+    """At most ``workers`` worker processes, started when calls need them.
+
+    ``memory_limit``: the bytes of data each worker may allocate (0: no
+    limit); a call past it fails with "document too large to parse".
+    """
 
     def __init__(
         self,
@@ -303,12 +376,14 @@ class WorkerPool(Executor):
         deadline: float = 120.0,
         recycle_rss: int = 128 * MB,
         idle_timeout: float = 300.0,
+        memory_limit: int = 0,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool needs at least one worker")
         self.deadline = deadline
         self.recycle_rss = recycle_rss
         self.idle_timeout = idle_timeout
+        self.memory_limit = memory_limit
         self._lock = threading.Lock()
         self._slots = [_Slot(i) for i in range(workers)]
         self._limit = workers
@@ -373,6 +448,11 @@ class WorkerPool(Executor):
                 self._idle.discard(index)
                 self._slots[index].wake.set()
 
+    def set_memory_limit(self, limit: int) -> None:
+        """Workers started from now on get ``limit``; a running one is replaced before its
+        next call (a worker's limit can't be raised from outside, nor safely lowered)."""
+        self.memory_limit = limit
+
     @property
     def workers(self) -> int:
         """The most worker processes this pool runs at once."""
@@ -400,10 +480,12 @@ class WorkerPool(Executor):
                 if finish is not None:
                     finish()
         finally:
+            # The worker goes before the slot is free: shutdown(wait=True) joins
+            # only threads it still sees, and a new thread must not find it.
+            self._drop(slot)
             with self._lock:
                 slot.thread = None
                 self._idle.discard(slot.index)
-            self._drop(slot)
 
     def _claim(self, slot: _Slot) -> _Call | object | None:
         """The next waiting call, _STOP at shutdown, or None: the slot is idle now."""
@@ -438,12 +520,14 @@ class WorkerPool(Executor):
             slot.process = None
 
     def _start(self) -> _Process:
-        process = _Process(self.recycle_rss)
+        process = _Process(self.recycle_rss, self.memory_limit)
         with self._lock:
             self.started += 1
         return process
 
     def _exchange(self, slot: _Slot, payload: bytes) -> tuple[bool, Any, str | None, bool]:
+        if slot.process is not None and slot.process.memory_limit != self.memory_limit:
+            self._drop(slot)  # the limit changed (a reload): a new worker gets the new one
         # A worker that died while idle costs no call: nothing of it ran, so
         # it goes to a new worker once. A new worker that is gone at once failed to start.
         may_retry = slot.process is not None

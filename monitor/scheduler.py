@@ -37,6 +37,9 @@ class FeedScheduler:
 
     def __init__(self, poll: PollFn) -> None:
         self._poll = poll
+        # A job only starts its poll as a task and ends at once, so the poll's next
+        # job (scheduled when the poll ends, maybe overdue already) is never skipped
+        # by APScheduler as a second instance of a job still running (issue 10).
         self._scheduler = AsyncIOScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )

@@ -59,3 +59,31 @@ Rande einer Konferenz, auf der zahlreiche Hersteller ihre neuen Produkte vorstel
 </ul></aside>
 <footer><p>Impressum · Datenschutz · Kontakt</p></footer>
 </body></html>"""
+
+
+def entity_bomb(
+    title: str = "Bomb", *, value: int = 100_000, refs: int = 50_000, before: str = ""
+) -> str:
+    """Issue 10's feed: one ``value``-character entity referenced ``refs`` times.
+
+    The defaults make a DOCTYPE longer than 64 KB and 5 GB once expanded;
+    ``before`` goes between the XML declaration and the DOCTYPE.
+    """
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n{before}'
+        f'<!DOCTYPE rss [\n<!ENTITY big "{"x" * value}">\n]>\n'
+        f'<rss version="2.0"><channel><title>{escape(title)}</title>'
+        "<link>https://bomb.example/</link>"
+        f'<item><guid isPermaLink="false">{escape(title)}-1</guid><title>Harmless news</title>'
+        f"<description>{'&big;' * refs}</description></item></channel></rss>"
+    )
+
+
+def many_items(n: int, title: str = "Big") -> str:
+    """A feed of ``n`` short entries: 40,000 are 9 MB, which takes about 120 MB to parse."""
+    items = "".join(
+        f"<item><guid>g{i}</guid><title>Eintrag {i}</title><description>{'Text ' * 30}"
+        "</description></item>"
+        for i in range(n)
+    )
+    return f'<rss version="2.0"><channel><title>{escape(title)}</title>{items}</channel></rss>'

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import main
-from tests.feeds import Item, article_page, rss
+from tests.feeds import Item, article_page, entity_bomb, many_items, rss
 from tests.servers import FeedServer, Mailbox, Webhook, running
 
 
@@ -205,6 +211,82 @@ def test_gone_feed_is_asked_daily_and_moved_feed_follows_the_new_url(
     old_hits = site.hits.get("/old.xml", 0)
     assert main(["-c", str(cfg), "poll", "--feed", "Moved"]) == 0
     assert site.hits.get("/old.xml", 0) == old_hits
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished ``monitor`` subprocess."""
+
+    code: int
+    out: str
+    err: str
+    peak_rss_mb: float  # of the largest process in its tree: itself and its workers
+
+
+def _monitor(config: Path, *args: str, timeout: float = 60.0) -> Run:
+    """``python -m monitor -c CONFIG ARGS`` as a subprocess; fails the test past ``timeout``.
+
+    os.wait4 reports the peak RSS of the process and of the workers it reaped.
+    """
+    out, err = config.parent / "out.txt", config.parent / "err.txt"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "-c", str(config), *args], stdout=o, stderr=e
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            os.kill(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            pytest.fail(f"monitor {' '.join(args)} still ran after {timeout} s: {err.read_text()}")
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return Run(proc.returncode, out.read_text(), err.read_text(), usage.ru_maxrss / 1024)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["poll", "dry_run"])
+def test_poll_beside_the_5_gb_entity_bomb_prints_the_healthy_match_in_bounded_memory(
+    site: FeedServer, tmp_path: Path, dry_run: bool
+) -> None:
+    site.put("/bomb.xml", entity_bomb("Bomb"))
+    site.put("/healthy.xml", rss([Item("DeepSeek stellt R2 vor", site.url("/1"))]))
+    feeds = (
+        f"  - url: {site.url('/bomb.xml')}\n    name: Bomb\n    extract: false\n"
+        f"  - url: {site.url('/healthy.xml')}\n    name: Healthy\n    extract: false\n"
+    )
+    cfg = _config(tmp_path, feeds, RULES)
+    run = _monitor(cfg, "poll", "--json", *(["--dry-run"] if dry_run else []))
+    assert run.code == 0, run.err
+    rows = _json_lines(run.out)
+    assert [(r["feed"], r["title"]) for r in rows] == [("Healthy", "DeepSeek stellt R2 vor")]
+    # the bomb's DOCTYPE is neutralised: a clean parse, nothing expanded
+    assert "monitor: Bomb:" not in run.err, run.err  # no error line
+    assert "feed='Bomb' status=200 new=1 matched=0" in run.err
+    # unexpanded, a 350 KB document; expanded, 5 GB (4.8 GB of RSS in issue 10)
+    assert run.peak_rss_mb < 250, run.peak_rss_mb
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["poll", "dry_run"])
+def test_poll_a_feed_past_worker_memory_fails_as_too_large_and_the_other_feed_alerts(
+    site: FeedServer, tmp_path: Path, dry_run: bool
+) -> None:
+    site.put("/big.xml", many_items(40_000))  # 9 MB: about 120 MB to parse
+    site.put("/healthy.xml", rss([Item("DeepSeek stellt R2 vor", site.url("/1"))]))
+    feeds = (
+        f"  - url: {site.url('/big.xml')}\n    name: Big\n    extract: false\n"
+        f"  - url: {site.url('/healthy.xml')}\n    name: Healthy\n    extract: false\n"
+    )
+    cfg = _config(tmp_path, feeds, RULES, extra="  worker_memory: 64MB\n  max_bytes: 20MB\n")
+    run = _monitor(cfg, "poll", "--json", *(["--dry-run"] if dry_run else []))
+    assert run.code == 0, run.err
+    assert [r["title"] for r in _json_lines(run.out)] == ["DeepSeek stellt R2 vor"]
+    assert (
+        "monitor: Big: parsing failed: parse_feed: document too large to parse "
+        "(over the worker memory limit of 64 MB)"
+    ) in run.err
 
 
 def test_test_notify_reaches_chat_and_email(

@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 
 from monitor.config import (
+    DEFAULT_WORKER_MEMORY,
     Config,
     ConfigError,
     DatabaseChoice,
     FeedSpec,
     choose_database,
     format_duration,
+    format_size,
     load_config,
     parse_config,
     parse_duration,
+    parse_size,
 )
 
 # apprise's email plugin imports the deprecated imghdr module when it first loads.
@@ -85,6 +88,45 @@ def test_format_duration_round_trips(seconds: float, text: str) -> None:
     assert parse_duration(text) == seconds
 
 
+SIZES = [
+    (0, 0),
+    (10485760, 10485760),
+    ("10485760", 10485760),
+    ("512MB", 512 * 1024 * 1024),
+    ("1GB", 1024 * 1024 * 1024),
+    ("768M", 768 * 1024 * 1024),
+    ("1.5 GiB", 1536 * 1024 * 1024),
+    ("64kb", 64 * 1024),
+    ("100B", 100),
+]
+
+
+@pytest.mark.parametrize(("value", "size"), SIZES)
+def test_parse_size_accepts_bytes_and_units_in_1024s(value: object, size: int) -> None:
+    assert parse_size(value) == size
+
+
+@pytest.mark.parametrize(
+    "value", ["lots", "", "1 parsec", "MB", "-5MB", "1,5GB", -1, 1.5, True, None]
+)
+def test_parse_size_rejects(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(value)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (512 * 1024 * 1024, "512 MB"),
+        (1536 * 1024 * 1024, "1.5 GB"),
+        (700 * 1024, "700 KB"),
+        (99, "99 bytes"),
+    ],
+)
+def test_format_size(size: int, text: str) -> None:
+    assert format_size(size) == text
+
+
 # --------------------------------------------------------------------------
 # problems, exactly as the user sees them
 
@@ -110,7 +152,7 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
             "feeds.yaml:2:3: settings: unknown key 'intervall' (known: database, interval, "
             "timeout, max_age, extract, allow_private_addresses, retention, concurrency, "
             "per_host, user_agent, max_bytes, retry_delay, host_spacing, workers, story_window, "
-            "admin_notify, admin_failures)"
+            "admin_notify, admin_failures, worker_memory)"
         ],
     ),
     (
@@ -200,6 +242,32 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
             "feeds.yaml:1:11: settings must be a mapping",
             "feeds.yaml:2:12: notifiers must be a mapping",
             "feeds.yaml:3:8: feeds must be a list",
+        ],
+    ),
+    (
+        "sizes_out_of_range",
+        """\
+        settings:
+          max_bytes: 0
+          worker_memory: 10MB
+        """,
+        [
+            "feeds.yaml:2:14: settings.max_bytes must be at least 1 byte",
+            "feeds.yaml:3:18: settings.worker_memory must be 0 (no limit) or at least 64 MB",
+        ],
+    ),
+    (
+        "sizes_that_are_not_sizes",
+        """\
+        settings:
+          max_bytes: ten megabytes
+          worker_memory: 1.5
+        """,
+        [
+            "feeds.yaml:2:14: settings.max_bytes: expected a size like 512MB, 1GB or a number "
+            "of bytes, got 'ten megabytes'",
+            "feeds.yaml:3:18: settings.worker_memory: expected a size like 512MB, 1GB or a "
+            "number of bytes, got 1.5",
         ],
     ),
     (
@@ -616,6 +684,8 @@ def test_full_valid_config_becomes_typed_records() -> None:
           max_age: 1d
           extract: false
           workers: 1
+          worker_memory: 768M
+          max_bytes: 20MB
         notifiers:
           chat: {CHAT}
           both: ["{CHAT}", "json://127.0.0.1:8099/other"]
@@ -640,6 +710,8 @@ def test_full_valid_config_becomes_typed_records() -> None:
     assert config.settings.max_age == 86400.0
     assert config.settings.extract is False
     assert config.settings.workers == 1
+    assert config.settings.worker_memory == 768 * 1024 * 1024
+    assert config.settings.max_bytes == 20 * 1024 * 1024
     assert [n.name for n in config.notifiers] == ["chat", "both"]
     assert config.notifiers[1].urls == (CHAT, "json://127.0.0.1:8099/other")
     bare, heise = config.feeds
@@ -664,6 +736,9 @@ def test_empty_sections_give_defaults() -> None:
     config = _parse("settings: {}\nnotifiers: {}\nfeeds: []\nrules: []\n")
     assert config.feeds == () and config.rules == () and config.notifiers == ()
     assert config.settings.interval == 15 * 60.0
+    assert config.settings.worker_memory == DEFAULT_WORKER_MEMORY == 512 * 1024 * 1024
+    off = _parse("settings: {worker_memory: 0, max_bytes: 1048576}\n").settings
+    assert (off.worker_memory, off.max_bytes) == (0, 1048576)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.feeds import Item, rss
+from tests.feeds import Item, entity_bomb, rss
 from tests.hostile_server import hostile_server
 from tests.servers import FeedServer, Webhook, running, wait_for
 from tests.test_daemon import Daemon
@@ -151,3 +151,77 @@ def test_hostile_feeds_get_errors_while_the_healthy_feed_keeps_its_schedule(
     )
     for bomb in ("bomb/gzip", "bomb/deflate", "bomb/br", "endless"):
         assert "10485760" in errors[bomb] or "10 MiB" in errors[bomb] or "large" in errors[bomb]
+
+
+def _workers(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the daemon's pool workers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+INTERVAL = 2.0
+
+
+def test_twenty_entity_bombs_do_not_delay_a_healthy_feeds_alert_past_three_intervals(
+    tmp_path: Path,
+) -> None:
+    site, chat = FeedServer(), Webhook()
+    with running(site, chat):
+        site.put("/healthy.xml", rss([], title="Healthy"))
+        bombs = [f"/bomb{i}.xml" for i in range(20)]
+        for i, path in enumerate(bombs):
+            site.put(path, entity_bomb(f"Bomb {i}"))  # 5 GB each, expanded
+        feeds = [site.url("/healthy.xml"), *(site.url(p) for p in bombs)]
+        config = tmp_path / "feeds.yaml"
+        config.write_text(
+            f"settings:\n  interval: {INTERVAL:g}s\n  timeout: 5s\n  extract: false\n"
+            # as if each bomb were on its own host: the workers are what is tested here
+            "  host_spacing: 0\n  per_host: 25\n"
+            f'notifiers:\n  chat: "{chat.url}"\n'
+            "feeds:\n"
+            + "".join(f"  - url: {u}\n" for u in feeds)
+            + "rules:\n  - name: DeepSeek\n    keywords: [DeepSeek]\n"
+        )
+        daemon = Daemon(config)
+        daemon.start()
+        try:
+            assert wait_for(lambda: "monitor running" in daemon.text(), 20), daemon.text()
+            # publish after the healthy feed's first poll, while the workers have the bombs:
+            # the item comes with a later poll, so the feed must keep its schedule
+            assert wait_for(lambda: site.hits.get("/healthy.xml", 0) >= 1, 10)
+            site.put("/healthy.xml", rss([Item("DeepSeek kommt", site.url("/1"))], title="Healthy"))
+            published = time.monotonic()
+            wanted = "[DeepSeek] DeepSeek kommt"
+            assert wait_for(lambda: wanted in [m["title"] for m in chat.received], 20)
+            alert_delay = time.monotonic() - published
+            # every bomb polled at least twice: parsed once, then known
+            assert wait_for(lambda: all(site.hits.get(p, 0) >= 2 for p in bombs), 20), sorted(
+                (site.hits.get(p, 0), p) for p in bombs
+            )[:3]
+            assert daemon.proc is not None
+            worker_peaks_mb = [_rss_kb(w)[1] / 1024 for w in _workers(daemon.proc.pid)]
+            status = daemon.status()
+        finally:
+            code, _ = daemon.stop(signal.SIGTERM)
+        assert code == 0
+    assert "Traceback" not in daemon.text()
+    # three intervals, and a little for the scheduler's 5 % jitter and delivery
+    assert alert_delay < 3 * INTERVAL + 1, (alert_delay, daemon.text()[-3000:])
+    assert worker_peaks_mb and max(worker_peaks_mb) < 300, worker_peaks_mb
+    by_url = {f["url"]: f for f in status["feeds"]}  # type: ignore[index, union-attr]
+    assert by_url[site.url("/healthy.xml")]["error"] is None
+    for path in bombs:
+        feed = by_url[site.url(path)]
+        # a clean parse with the references left as text, or a clear error
+        if feed["error"] is not None:
+            assert "document too large to parse" in feed["error"], feed
+        else:
+            assert feed["entries"] == 1, feed

@@ -9,16 +9,21 @@ After a deliberate change of the parser, regenerate them and review the diff:
 
 from __future__ import annotations
 
+import codecs
 import json
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from feedparser.encodings import convert_to_utf8
+from feedparser.sanitizer import replace_doctype
 
-from monitor.parse import content_hash, parse_feed, safe_link, sanitize_xml
+from monitor.parse import UnsafeDocument, content_hash, parse_feed, safe_link, sanitize_xml
 from monitor.types import FeedEntry, ParsedFeed
+from tests.feeds import entity_bomb
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -155,6 +160,207 @@ def test_sanitize_xml_re_encodes_utf16_with_bom_as_utf8() -> None:
     assert charset == "utf-8"
     assert clean.startswith(b"\n<rss") or clean.startswith(b"<rss")
     assert "Übergrößenträger".encode() in clean
+
+
+# --------------------------------------------------------------------------
+# entity declarations wherever the DOCTYPE ends (issue 10)
+
+# Parses the document on stdin under a 256 MB ceiling and prints what came out.
+_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_DATA, (256 << 20, 256 << 20))
+from monitor.parse import parse_feed
+feed = parse_feed(sys.stdin.buffer.read(), "https://hostile.example/feed")
+print(json.dumps({
+    "error": feed.error,
+    "titles": [e.title for e in feed.entries],
+    "summary": feed.entries[0].summary if feed.entries else "",
+}))
+"""
+
+
+def _parse_isolated(body: bytes) -> dict[str, Any]:
+    """parse_feed in a child process under a 256 MB memory ceiling and a 60 s deadline."""
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD], input=body, capture_output=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr.decode()[-2000:]
+    result: dict[str, Any] = json.loads(child.stdout)
+    return result
+
+
+def test_the_5_gb_bomb_behind_a_64_kb_doctype_parses_unexpanded_under_a_256_mb_ceiling() -> None:
+    body = entity_bomb().encode()
+    assert len(body) > 300_000 and body.index(b"]>") > 100_000
+    out = _parse_isolated(body)
+    assert out["error"] is None  # not a MemoryError: nothing was expanded
+    assert out["titles"] == ["Harmless news"]
+    assert out["summary"].count("&big;") == 50_000 and "xxxx" not in out["summary"]
+
+
+FEED = (
+    b'<rss version="2.0"><channel><title>T</title><item><title>News</title></item></channel></rss>'
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # feedparser tries ^\s*<!ENTITY at every line start before the first element
+        b"<?xml version='1.0'?>\n" + b"\n" * 200_000 + FEED,
+        b"<?xml version='1.0'?>\n<!--" + b" \n" * 100_000 + b"-->" + FEED,
+        # and ^<\?.*encoding=['"](.*?)['"].*\?> on the first line
+        b"<?xml version='1.0'?><!-- " + b"encoding='a' " * 20_000 + b"-->" + FEED,
+        b"<?pi " + b"encoding='a' " * 20_000 + b"\n?>" + FEED,
+    ],
+    ids=["blank_lines", "blank_lines_in_a_comment", "long_first_line", "long_first_line_in_a_pi"],
+)
+def test_a_prolog_that_takes_feedparser_minutes_parses_at_once(body: bytes) -> None:
+    out = _parse_isolated(body)
+    assert out["error"] is None and out["titles"] == ["News"]
+
+
+BIG = "x" * 1000  # expanded twice, a title would be 2,000 characters
+ITEM = (
+    '<rss version="2.0"><channel><title>T</title>'
+    "<item><title>News &big;&big;</title></item></channel></rss>"
+)
+
+
+def _doc(prolog: str, root: str = ITEM) -> bytes:
+    return f'<?xml version="1.0"?>\n{prolog}\n{root}'.encode()
+
+
+SUBSET = f'<!DOCTYPE rss [\n<!ENTITY big "{BIG}">\n]>'
+XML = {"content-type": "application/rss+xml"}
+UTF7 = (SUBSET + "\n" + ITEM).encode("utf-7").replace(b"<", b"+ADw-")  # "<" is "+ADw-"
+
+HOSTILE_PROLOGS: list[tuple[str, bytes, dict[str, str]]] = [
+    ("doctype_after_a_comment_past_64_kb", _doc("<!--" + "c" * 70_000 + "-->\n" + SUBSET), XML),
+    ("doctype_after_80_kb_of_white_space", _doc(" \t" * 40_000 + "\n" + SUBSET), XML),
+    (
+        "entity_values_holding_brackets",
+        _doc(f'<!DOCTYPE rss [\n<!ENTITY a "]>x>">\n<!ENTITY b \']>\'>\n<!ENTITY big "{BIG}">\n]>'),
+        XML,
+    ),
+    (
+        "comment_and_pi_in_the_subset_holding_brackets",
+        _doc(f'<!DOCTYPE rss [\n<!-- don\'t ]> -->\n<?pi ]> ?>\n<!ENTITY big "{BIG}">\n]>'),
+        XML,
+    ),
+    ("lower_case", _doc(f'<!doctype rss [\n<!entity big "{BIG}">\n<!ENTITY big "{BIG}">\n]>'), XML),
+    (
+        "parameter_entity",
+        _doc(f"<!DOCTYPE rss [\n<!ENTITY % pe \"<!ENTITY big '{BIG}'>\">\n%pe;\n]>"),
+        XML,
+    ),
+    ("second_doctype", _doc(f"<!DOCTYPE a>\n{SUBSET}"), XML),
+    (
+        "entity_outside_a_doctype",
+        _doc(f'<!ENTITY big "{BIG}">\n<!DOCTYPE rss SYSTEM "r.dtd">'),
+        XML,
+    ),
+    (
+        "entity_in_a_comment",
+        _doc(f'<!--\n<!ENTITY big "{BIG}">\n-->\n<!DOCTYPE rss SYSTEM "x">'),
+        XML,
+    ),
+    (
+        "entity_in_a_system_literal",
+        _doc(f"<!DOCTYPE rss SYSTEM '\n<!ENTITY big \"{BIG}\">\n'>"),
+        XML,
+    ),
+    ("control_character_inside_the_keyword", _doc(SUBSET.replace("DOC", "DOC\x01")), XML),
+    ("text_before_the_doctype", _doc(f"Warning: PHP notice\n{SUBSET}"), XML),
+    (
+        "utf16_with_bom",
+        codecs.BOM_UTF16_LE + f'<?xml version="1.0"?>\n{SUBSET}\n{ITEM}'.encode("utf-16-le"),
+        XML,
+    ),
+    ("utf7_declared", b'<?xml version="1.0" encoding="utf-7"?>\n' + UTF7, XML),
+    ("utf7_in_the_header", UTF7, {"content-type": "application/xml; charset=utf-7"}),
+    (
+        "unicode_escape_in_the_header",
+        f"{SUBSET}\n{ITEM}".encode().replace(b"<", b"\\x3c"),
+        {"content-type": "application/xml; charset=unicode_escape"},
+    ),
+]
+
+
+def _entities_feedparser_would_expand(body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """What feedparser's loose parser would expand after our sanitiser: its own steps."""
+    clean, charset = sanitize_xml(body, headers)
+    if charset:
+        headers = {**headers, "content-type": f"application/xml; charset={charset}"}
+    _version, _data, entities = replace_doctype(convert_to_utf8(dict(headers), clean, {}))
+    return dict(entities)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"), [c[1:] for c in HOSTILE_PROLOGS], ids=[c[0] for c in HOSTILE_PROLOGS]
+)
+def test_entity_declarations_are_neutralised_wherever_the_doctype_ends(
+    body: bytes, headers: dict[str, str]
+) -> None:
+    assert _entities_feedparser_would_expand(body, headers) == {}
+    feed = parse_feed(body, "https://hostile.example/feed", headers)
+    assert feed.error is None
+    assert [e.title for e in feed.entries] == ["News &big;&big;"]  # left as text
+
+
+REFUSED = [
+    (
+        "unterminated_doctype",
+        _doc(f'<!DOCTYPE rss [\n<!ENTITY big "{BIG}">\n', root=""),
+        "refused: its DOCTYPE never ends",
+    ),
+    (
+        "unterminated_entity_value",
+        _doc(f'<!DOCTYPE rss [\n<!ENTITY big "{BIG}>\n]>'),
+        "refused: its DOCTYPE never ends",
+    ),
+    (
+        "unterminated_comment",
+        _doc("<!-- and then nothing"),
+        "refused: a comment or processing instruction before the first element never ends",
+    ),
+    (
+        # feedparser reads entities up to the first "<" + ASCII letter: here past <ä/>
+        "entity_after_an_element_feedparser_does_not_count",
+        _doc(f'<ä/>\n<!DOCTYPE rss SYSTEM "x">\n<!ENTITY big "{BIG}">'),
+        "refused: an entity declaration before the first element could not be removed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_a_document_whose_declarations_cannot_be_removed_is_refused(
+    body: bytes, message: str
+) -> None:
+    with pytest.raises(UnsafeDocument, match=message):
+        sanitize_xml(body, XML)
+    feed = parse_feed(body, "https://hostile.example/feed", XML)
+    assert feed.entries == ()
+    assert feed.error is not None and feed.error.startswith(message)
+
+
+NETSCAPE = b"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN"
+  "http://my.netscape.com/publish/formats/rss-0.91.dtd">
+<rss version="0.91"><channel><title>Old News</title><link>https://old.example/</link>
+<description>d</description><language>en</language>
+<item><title>DeepSeek &amp; friends</title><link>https://old.example/1</link></item>
+</channel></rss>
+"""
+
+
+def test_a_feed_with_a_harmless_doctype_is_left_as_it_is_and_parses() -> None:
+    assert sanitize_xml(NETSCAPE, XML) == (NETSCAPE, None)
+    feed = parse_feed(NETSCAPE, "https://old.example/rss", XML)
+    assert feed.error is None
+    assert [(e.title, e.link) for e in feed.entries] == [
+        ("DeepSeek & friends", "https://old.example/1")
+    ]
 
 
 def test_identity_is_guid_else_link_else_content_hash() -> None:

@@ -19,14 +19,14 @@ from typing import Any, cast
 import pytest
 
 from monitor import stages
-from monitor.app import App, pool_size
+from monitor.app import App, pool_size, process_pool
 from monitor.config import parse_config
 from monitor.pipeline import PollOutcome
 from monitor.pool import MB, WorkerError, WorkerPool
 from monitor.stages import Stage
 from monitor.storage.base import FeedState
 from monitor.types import ParsedFeed
-from tests.feeds import Item, article_page, rss
+from tests.feeds import Item, article_page, many_items, rss
 from tests.servers import FeedServer, alive, running, wait_for
 
 FEED = b"<rss><channel><title>T</title><item><title>DeepSeek</title></item></channel></rss>"
@@ -114,8 +114,8 @@ def test_a_worker_killed_while_idle_costs_no_call(pool: WorkerPool) -> None:
     assert pool.submit(pow, 3, 3).result(30) == 27
 
 
-def test_a_call_past_its_deadline_stops_its_worker() -> None:
-    pool = WorkerPool(1, deadline=0.5)
+def test_a_call_past_its_deadline_stops_its_worker_also_under_a_memory_ceiling() -> None:
+    pool = WorkerPool(1, deadline=0.5, memory_limit=CEILING)
     try:
         pid = pool.submit(os.getpid).result(30)
         with pytest.raises(WorkerError, match=r"deadline of 0\.5 s"):
@@ -126,13 +126,97 @@ def test_a_call_past_its_deadline_stops_its_worker() -> None:
         pool.shutdown()
 
 
-def test_a_worker_over_its_memory_limit_is_replaced_after_its_call() -> None:
+def test_a_worker_whose_memory_grew_past_recycle_rss_is_replaced_after_its_call() -> None:
     pool = WorkerPool(1, recycle_rss=1 * MB)  # every worker is over 1 MB
     try:
         first = pool.submit(os.getpid).result(30)
         second = pool.submit(os.getpid).result(30)
         assert first != second
         assert not alive(first)
+    finally:
+        pool.shutdown()
+
+
+CEILING = 100 * MB
+TOO_LARGE = r"document too large to parse \(over the worker memory limit of 100 MB\)"
+
+
+def _data_limit(pid: int) -> tuple[str, str]:
+    """The soft and hard RLIMIT_DATA of a process, as /proc shows them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max data size"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError("no data size limit in /proc/PID/limits")
+
+
+def test_every_worker_runs_under_its_memory_ceiling() -> None:
+    pool = WorkerPool(2, memory_limit=CEILING)
+    try:
+        code = "(__import__('time').sleep(0.3), __import__('os').getpid())[1]"
+        pids = {f.result(30) for f in [pool.submit(eval, code) for _ in range(2)]}
+        assert len(pids) == 2
+        for pid in pids:
+            assert _data_limit(pid) == (str(CEILING), str(CEILING))
+    finally:
+        pool.shutdown()
+
+
+def test_a_call_past_the_memory_ceiling_fails_as_too_large_and_a_new_worker_takes_the_next() -> (
+    None
+):
+    pool = WorkerPool(1, memory_limit=CEILING)
+    try:
+        pid = pool.submit(os.getpid).result(30)
+        with pytest.raises(WorkerError, match="bytearray: " + TOO_LARGE) as caught:
+            pool.submit(bytearray, 3 * CEILING).result(30)
+        assert not getattr(caught.value, "__notes__", None)  # a big document, not a bug
+        assert wait_for(lambda: not alive(pid))  # it stopped after answering
+        again = pool.submit(os.getpid).result(30)
+        assert again != pid and _data_limit(again)[0] == str(CEILING)
+        assert pool.submit(pow, 2, 5).result(30) == 32
+    finally:
+        pool.shutdown()
+
+
+def test_a_feed_that_parses_past_the_ceiling_fails_its_call_and_a_small_one_parses_after() -> None:
+    pool = WorkerPool(1, memory_limit=64 * MB)
+    try:
+        with pytest.raises(WorkerError, match="parse_feed: document too large to parse"):
+            pool.submit(
+                stages.parse_feed, many_items(40_000).encode(), "https://big.example/"
+            ).result(60)
+        parsed = pool.submit(stages.parse_feed, FEED, "https://small.example/").result(30)
+        assert [e.title for e in parsed.entries] == ["DeepSeek"]
+    finally:
+        pool.shutdown()
+
+
+def test_a_page_that_extracts_past_the_ceiling_fails_its_call_instead_of_coming_back_empty() -> (
+    None
+):
+    page = f"<html><body><article><p>{'Wort ' * 1_600_000}</p></article></body></html>"
+    pool = WorkerPool(1, memory_limit=64 * MB)
+    try:
+        with pytest.raises(WorkerError, match="extract: document too large to parse"):
+            pool.submit(stages.extract, page.encode(), "https://big.example/a").result(60)
+        small = article_page("Meldung", "DeepSeek im Artikel.").encode()
+        article = pool.submit(stages.extract, small, "https://x.example/").result(30)
+        assert article.title == "Meldung" and "Weitere Details" in article.text
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_that_crashes_under_the_ceiling_fails_its_call_saying_so() -> None:
+    pool = WorkerPool(1, memory_limit=CEILING)
+    try:
+        with pytest.raises(WorkerError) as caught:
+            pool.submit(os.abort).result(30)  # as a C library does when malloc fails
+        assert str(caught.value) == (
+            "abort: its worker was killed by SIGABRT "
+            "(a crash; perhaps over the worker memory limit of 100 MB)"
+        )
+        assert pool.submit(pow, 2, 2).result(30) == 4
     finally:
         pool.shutdown()
 
@@ -205,6 +289,15 @@ def test_a_worker_that_cannot_start_fails_the_call_with_the_reason(
         pool.shutdown()
 
 
+def test_shutdown_waits_for_the_workers_also_after_a_shutdown_without_waiting() -> None:
+    pool = WorkerPool(2)
+    code = "(__import__('time').sleep(0.3), __import__('os').getpid())[1]"
+    pids = {f.result(30) for f in [pool.submit(eval, code) for _ in range(2)]}
+    pool.shutdown(wait=False, cancel_futures=True)  # as App.close() does
+    pool.shutdown(wait=True)  # as monitor poll does then, before it exits
+    assert [pid for pid in pids if alive(pid)] == []
+
+
 def test_shutdown_without_waiting_kills_the_calls_still_running() -> None:
     pool = WorkerPool(1)
     pid = pool.submit(os.getpid).result(30)
@@ -239,6 +332,29 @@ def test_a_reload_that_changes_workers_resizes_the_pool(tmp_path: Path) -> None:
         assert pool.workers == 3
         app.reload(config(1))
         assert pool.workers == 1
+    finally:
+        asyncio.run(app.close())
+
+
+def test_a_reload_that_changes_worker_memory_gives_the_next_call_a_worker_with_the_new_limit(
+    tmp_path: Path,
+) -> None:
+    def config(memory: str) -> Any:
+        text = f"settings: {{worker_memory: {memory}}}\nfeeds: [https://example.org/feed]\n"
+        return parse_config(text, tmp_path / "feeds.yaml", {})
+
+    pool = process_pool(config("100MB"))
+    app = App(config("100MB"), db=str(tmp_path / "m.db"), executor=pool, console=io.StringIO())
+    try:
+        before = pool.submit(os.getpid).result(30)
+        assert _data_limit(before)[0] == str(100 * MB)
+        app.reload(config("100MB"))
+        assert pool.submit(os.getpid).result(30) == before  # unchanged: the worker stays
+        app.reload(config("768M"))
+        after = pool.submit(os.getpid).result(30)
+        assert after != before and _data_limit(after)[0] == str(768 * MB)
+        app.reload(config("0"))
+        assert _data_limit(pool.submit(os.getpid).result(30))[0] == "unlimited"
     finally:
         asyncio.run(app.close())
 

@@ -74,16 +74,20 @@ def _extract(html: str, headers: Mapping[str, str] | None) -> Article:
 
 
 def extract(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> Article:
-    """Extract the article of a fetched page; never raises.
+    """Extract the article of a fetched page.
 
     ``body`` is the raw HTTP body, ``headers`` the response headers (their
     charset and Content-Language are used). Returns title, text (paragraphs
     separated by blank lines; list items and table rows as lines), language
     and the published time (aware UTC) when the page states them. Bad pages
-    give an empty or partial Article.
+    give an empty or partial Article. Raises only MemoryError (or SystemError
+    from C code out of memory): the worker pool answers "document too large to
+    parse" and replaces the worker.
     """
     try:
         return _extract(decode_html(body, headers), headers)
+    except (MemoryError, SystemError):
+        raise
     except Exception:
         return Article(title=None, text="")
 
