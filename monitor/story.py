@@ -29,7 +29,9 @@ sketches and band keys are the same in every process and on every machine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import re
 import struct
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ __all__ = [
     "BAND_ROWS",
     "BINS",
     "FINGERPRINT_VERSION",
+    "MAX_WORDS",
+    "MIN_BODY_WORDS",
     "MIN_CONTAINMENT",
     "MIN_MATCHING_BINS",
     "MIN_SHINGLES",
@@ -267,28 +271,34 @@ SHINGLE_WORDS = 3  # words per shingle: a reworded sentence still shares its unt
 #                    phrases, while the single words and word pairs of a topic ("azure
 #                    front door", "der chinesische") are shared by every story about it;
 #                    2 and 4 words scored lower on the labelled set
-BINS = 64  # MinHash values per sketch (256 bytes stored); the Jaccard estimate's standard
-#            error is sqrt(J(1-J)/64), 0.06 at J = 0.5. 128 and 256 bins changed
-#            precision and recall on the labelled set by less than the hash's own noise
-BAND_ROWS = 2  # bins per band key: a pair at Jaccard J shares a band with probability
-#                1-(1-J^2)^32: 0.73 at J = 0.2, 0.95 at 0.3, 0.997 at 0.4 (a copy at the
-#                threshold is at 0.33 or more unless one text is much shorter), while
-#                unrelated news at J < 0.02 meets in fewer than 1.3 % of pairs
-BANDS = BINS // BAND_ROWS  # 32 keys per sketch
+BINS = 128  # MinHash values per sketch (512 bytes stored); the Jaccard estimate's standard
+#             error is sqrt(J(1-J)/128), 0.044 at J = 0.5. With 64 the labelled set scored
+#             the same, but a story 3x longer than another turned an estimate 4 standard
+#             errors high into a false duplicate among 10,000 synthetic stories
+BAND_ROWS = 2  # bins per band key: a pair at Jaccard J shares one of the 32 bands with
+#                probability 1-(1-J^2)^32: 0.73 at J = 0.2, 0.95 at 0.3, 0.99 at 0.38 (two
+#                texts of one length at the containment threshold), while unrelated news
+#                at J < 0.02 meets in fewer than 1.3 % of pairs; a text under a fifth of
+#                the other's length (J < 0.2) is often missed
+BANDS = 32  # band keys per sketch, over the first BANDS * BAND_ROWS bins: more keys find
+#             the short-in-long copies better but cost an index row each
 MIN_SHINGLES = 25  # distinct shingles both texts need before they are compared at all:
 #                    a headline, or a headline and a one-line teaser, says too little to
 #                    tell two stories on one topic apart ("Azure-Störung behoben" twice)
-MIN_MATCHING_BINS = 6  # bins two sketches must agree on: with very different sizes one
-#                        chance agreement already makes a 30-shingle text look 50 %
-#                        contained in a 1,000-shingle one; 6 chance agreements between
-#                        unrelated texts (J < 0.02) happen less than once in 10^6 pairs
-MIN_CONTAINMENT = 0.5  # share of the shorter text's shingles estimated to be in the longer
-#                        one. A wire copy with a new headline, cut to half, or with an
-#                        outlet's intro and closing lines keeps 0.9-1.0; two lightly
-#                        reworded copies 0.45-0.7; a follow-up repeating a background
-#                        paragraph or an analysis quoting the release stays below 0.35;
-#                        two stories sharing a long boilerplate block reach 0.4-0.6 (the
-#                        errors). See the sweep of benchmarks/bench_story.py
+MIN_MATCHING_BINS = 10  # of 128 bins two sketches must agree on (an estimated J of 0.078):
+#                         texts of very different length need it, where one or two chance
+#                         agreements would make a 30-shingle text look contained in a
+#                         1,000-shingle one. Stories on one topic (J = 0.02) reach 10 by
+#                         chance with probability 3e-4, unrelated news (J = 0.002) never
+MIN_CONTAINMENT = 0.55  # share of the shorter text's shingles estimated to be in the
+#                         longer one. A copy with a new headline, cut to half, or with an
+#                         outlet's intro and closing lines keeps 0.9-1.0, two lightly
+#                         reworded copies 0.45-0.7; a follow-up repeating a background
+#                         paragraph, an analysis quoting the release stay below 0.35; two
+#                         stories sharing a long boilerplate block reach 0.4-0.6. F1 on the
+#                         labelled set is as high at 0.5, but a false duplicate hides a
+#                         different story while a missed one only alerts twice, so the
+#                         precision side (see the sweep of benchmarks/bench_story.py)
 MAX_WORDS = 3000  # words of a text that are sketched: more than any wire story, and it
 #                   bounds the cost of a huge page (about 1.5 µs per word)
 MIN_BODY_WORDS = 40  # summary + content below this: the headline is sketched too
@@ -301,7 +311,7 @@ _HEADER = struct.Struct("<BI")  # version, size
 _MINS = struct.Struct(f"<{BINS}I")
 _KEY_MASK = (1 << 63) - 1  # band keys fit SQLite's signed 64-bit INTEGER
 
-assert BINS == 1 << _BIN_BITS and BINS % BAND_ROWS == 0
+assert BINS == 1 << _BIN_BITS and BANDS * BAND_ROWS <= BINS
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +320,7 @@ class Fingerprint:
 
     ``size`` is the number of distinct word shingles of the text, ``mins``
     the :data:`BINS` 32-bit minima. :meth:`to_bytes` is the compact stored
-    form (261 bytes); :meth:`from_bytes` reads it back.
+    form (517 bytes); :meth:`from_bytes` reads it back.
     """
 
     size: int
@@ -369,7 +379,8 @@ def fingerprint(text: str) -> Fingerprint:
     """
     words = _WORD.findall(text)[:MAX_WORDS]
     if len(words) >= SHINGLE_WORDS:
-        shingles = {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(len(words) - 2)}
+        last = len(words) - SHINGLE_WORDS
+        shingles = {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(last + 1)}
     else:
         shingles = {" ".join(words)} if words else set()
     bins = [_EMPTY] * BINS
@@ -398,10 +409,11 @@ def _densify(bins: list[int]) -> tuple[int, ...]:
     if all(value == _EMPTY for value in bins):
         return (0,) * BINS  # an empty text; never similar (size 0 < MIN_SHINGLES)
     out = list(bins)
+    probes = _probes()
     for i, value in enumerate(bins):
         if value != _EMPTY:
             continue
-        for j in _PROBES[i]:
+        for j in probes[i]:
             if bins[j] != _EMPTY:
                 out[i] = bins[j]
                 break
@@ -412,24 +424,32 @@ def _densify(bins: list[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _splitmix64(state: int) -> int:
-    state = (state + 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF
-    z = state
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFF_FFFF_FFFF_FFFF
-    return z ^ (z >> 31)
+_PROBES_PER_BIN = 48  # a text of MIN_SHINGLES shingles fills about 23 of 128 bins: 48 probes
+#                       all miss with probability (105/128)^48 = 7e-5; the walk-on covers it
 
 
-# 4 * BINS probes per bin: with a single filled bin of 64 the walk-on is
-# needed 1.8 % of the time, with 10 filled ones never in practice.
-_PROBES = tuple(
-    tuple(_splitmix64((i << 16) | k) % BINS for k in range(4 * BINS)) for i in range(BINS)
-)
+@functools.cache
+def _probes() -> tuple[tuple[int, ...], ...]:
+    """For every bin, the fixed pseudo-random sequence of bins it borrows from (splitmix64)."""
+    mask = 0xFFFF_FFFF_FFFF_FFFF
+    table = []
+    for i in range(BINS):
+        row = []
+        for k in range(_PROBES_PER_BIN):
+            z = (((i << 16) | k) + 0x9E3779B97F4A7C15) & mask
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            row.append((z ^ (z >> 31)) % BINS)
+        table.append(tuple(row))
+    return tuple(table)
 
 
 def resemblance(a: Fingerprint, b: Fingerprint) -> Resemblance:
     """Estimated Jaccard resemblance and containment of the texts behind ``a`` and ``b``."""
-    matching = sum(x == y for x, y in zip(a.mins, b.mins, strict=True))
+    return _resemblance(a, b, sum(map(operator.eq, a.mins, b.mins)))
+
+
+def _resemblance(a: Fingerprint, b: Fingerprint, matching: int) -> Resemblance:
     jaccard = matching / BINS
     smaller = min(a.size, b.size)
     if smaller == 0:
@@ -449,8 +469,10 @@ def similar(a: Fingerprint, b: Fingerprint) -> bool:
     """
     if a.size < MIN_SHINGLES or b.size < MIN_SHINGLES:
         return False
-    r = resemblance(a, b)
-    return r.matching_bins >= MIN_MATCHING_BINS and r.containment >= MIN_CONTAINMENT
+    matching = sum(map(operator.eq, a.mins, b.mins))
+    if matching < MIN_MATCHING_BINS:  # most candidates end here
+        return False
+    return _resemblance(a, b, matching).containment >= MIN_CONTAINMENT
 
 
 def band_keys(fp: Fingerprint) -> tuple[int, ...]:

@@ -343,10 +343,10 @@ def test_story_text_leaves_the_headline_out_of_a_long_enough_body() -> None:
     )
 
 
-def test_one_chance_agreement_does_not_make_a_short_text_contained_in_a_long_one() -> None:
+def test_a_few_chance_agreements_do_not_make_a_short_text_contained_in_a_long_one() -> None:
     short = Fingerprint(30, tuple(range(BINS)))
-    long = Fingerprint(1000, (0, *range(1000, 1000 + BINS - 1)))
-    assert resemblance(short, long).matching_bins == 1
+    long = Fingerprint(3000, (0, 1, 2, *range(10_000, 10_000 + BINS - 3)))
+    assert resemblance(short, long).matching_bins == 3
     assert resemblance(short, long).containment >= MIN_CONTAINMENT
     assert not similar(short, long)
 
@@ -409,4 +409,4 @@ def test_fingerprint_algorithm_is_pinned() -> None:
     fp = fingerprint(" ".join(WIRE_DE).casefold())
     digest = hashlib.blake2b(fp.to_bytes() + repr(band_keys(fp)).encode(), digest_size=8)
     assert fp.size == 121
-    assert digest.hexdigest() == "fefa9d1e4a35a08e"
+    assert digest.hexdigest() == "fefd0285bab764d2"
