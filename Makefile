@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt check bench bench-soak bench-extract bench-match bench-chaos clean
+.PHONY: run test lint fmt check bench bench-soak bench-extract bench-match bench-story bench-chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint
 
 bench-match: $(STAMP)
 	$(BIN)/python benchmarks/bench_match.py
+
+# Near-duplicate stories (issue 11): precision/recall on the labelled pairs, cost at 10,000
+# stories in the window. STORY_ARGS='--quick' skips the pessimistic window.
+bench-story: $(STAMP)
+	$(BIN)/python benchmarks/bench_story.py $(STORY_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
