@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TextIO
@@ -109,6 +109,7 @@ class App:
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         console: TextIO | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self._feeds = {f.key: f for f in config.feeds}
@@ -127,7 +128,7 @@ class App:
             context=lambda: self.context,
             storage=self.storage,
             executor=executor,
-            clock=utcnow,
+            clock=clock,
             rng=self.rng,
             offload_limit=2 * pool_size(config),
             poll_limit=config.settings.concurrency,
@@ -136,7 +137,7 @@ class App:
         self.deliverer = Deliverer(
             storage=self.storage,
             targets=lambda: self.targets,
-            clock=utcnow,
+            clock=clock,
             retry=retry or RetryPolicy(first=config.settings.retry_delay),
             db=self.db_threads,
             admin=self.admin,

@@ -567,12 +567,18 @@ def cmd_matches(args: argparse.Namespace) -> int:
                         "terms": list(r.terms),
                         "explain": _explain(r.matches),
                         "snippet": _quote(r.snippet) or None,
+                        "also_reported_by": list(r.also),
+                        "copy_of": r.copy_of,
                     },
                     ensure_ascii=False,
                 )
             )
             continue
         print(f"{_iso(r.seen)} [{', '.join(r.rules)}] {r.title}\n    {r.feed} · {r.link}")
+        if r.also:
+            print(f"    also reported by: {', '.join(r.also)}")
+        if r.copy_of:
+            print(f"    a copy of a story {r.copy_of} reported first (not alerted again)")
         for m in r.matches:
             where = ", ".join(f"{h.term!r} in {h.field} at {h.start}" for h in m.hits)
             print(f"    {m.rule}: {where}")

@@ -339,8 +339,15 @@ class _Loader:
             # Point inside the string: skip the opening quote of a quoted scalar.
             col += offset + (1 if node.style in ("'", '"') else 0)
         if template_line is not None and isinstance(node, ScalarNode):
-            # A line of a string: a block scalar (| or >) starts on the line after its key.
-            line += template_line - 1 + (1 if node.style in ("|", ">") else 0)
+            # A line of a string: a block scalar (| or >) starts on the line after its key,
+            # and its text at the indentation of that line.
+            block = node.style in ("|", ">")
+            line += template_line - 1 + (1 if block else 0)
+            text = node.start_mark.buffer or ""
+            if block and text:
+                lines = text.splitlines()
+                here = lines[line - 1] if line - 1 < len(lines) else ""
+                col = len(here) - len(here.lstrip(" ")) + 1
         self.problems.append(Problem(self.path, line, col, message))
 
     # scalars ---------------------------------------------------------------
@@ -819,6 +826,22 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
     return parse_config(text, Path(os.path.abspath(path)), env)
 
 
+def _policies(n: NotifierSpec) -> str:
+    parts = []
+    if n.digest:
+        parts.append(f"digest {n.digest}")
+    if n.quiet_hours:
+        (a, b) = n.quiet_hours
+        parts.append(f"quiet {a // 60:02}:{a % 60:02}-{b // 60:02}:{b % 60:02}")
+    if n.max_per_hour:
+        parts.append(f"at most {n.max_per_hour} messages an hour")
+    if parts or n.timezone:
+        parts.append(f"timezone {n.timezone or 'of the system'}")
+    if n.template:
+        parts.append("own template")
+    return "; ".join(parts)
+
+
 def summary(
     config: Config,
     display: Callable[[str], str] = lambda url: url,
@@ -837,11 +860,19 @@ def summary(
         lines.append(f"    - {f.label()} [{format_duration(config.feed_interval(f))}]")
     lines.append(f"  rules: {len(config.rules)}")
     for r in config.rules:
-        lines.append(f"    - {r.name}")
+        lines.append(f"    - {r.name}" + (" (priority high)" if r.priority == "high" else ""))
     if config.notifiers:
         lines.append(f"  notifiers: {len(config.notifiers)}")
         for n in config.notifiers:
             lines.append(f"    - {n.name}: {', '.join(display(u) for u in n.urls)}")
+            policies = _policies(n)
+            if policies:
+                lines.append(f"      {policies}")
+        if s.admin_notify:
+            lines.append(
+                f"  operator notices: {s.admin_notify} (a feed failing {s.admin_failures}"
+                " polls in a row, and recovering; an alert given up; a reload that fails)"
+            )
     else:
         lines.append("  notifiers: none (alerts are printed to the console)")
     return "\n".join(lines)

@@ -236,18 +236,26 @@ class Daemon:
         """
         loop = asyncio.get_running_loop()
         while not self.stop.is_set():
-            cutoff = datetime.now(UTC) - timedelta(seconds=self.app.config.settings.retention)
+            settings = self.app.config.settings
+            now = datetime.now(UTC)
+            cutoff = now - timedelta(seconds=settings.retention)
+            # stories are needed for their window only (twice it: a reload may widen it)
+            stories_before = now - timedelta(seconds=2 * settings.story_window)
             dropped = 0
             wait = self.prune_every
             try:
-                while not self.stop.is_set():
-                    n = await loop.run_in_executor(
-                        self.app.db_threads, self.app.storage.prune, cutoff, PRUNE_BATCH
-                    )
-                    dropped += n
-                    if n < PRUNE_BATCH:
-                        break
-                    await asyncio.sleep(PRUNE_PAUSE)
+                for prune, before in (
+                    (self.app.storage.prune, cutoff),
+                    (self.app.storage.prune_stories, stories_before),
+                ):
+                    while not self.stop.is_set():
+                        n = await loop.run_in_executor(
+                            self.app.db_threads, prune, before, PRUNE_BATCH
+                        )
+                        dropped += n if prune == self.app.storage.prune else 0
+                        if n < PRUNE_BATCH:
+                            break
+                        await asyncio.sleep(PRUNE_PAUSE)
             except Exception as exc:
                 log.error(
                     "pruning stored article text failed, trying again in %g s: %s",

@@ -280,3 +280,23 @@ def feed_notice(
             f"The feed {feed!r} answers again after {before} failed polls in a row.",
         )
     return None
+
+
+DOCUMENT_ATTEMPTS = 3  # worker crashes on the same bytes before they count as the cause
+
+
+def document_failures(before: int, *, crashed: bool) -> int:
+    """The failures in a row of one document after one more.
+
+    A document that failed to parse, or ran into the worker's memory ceiling,
+    fails again the same way: it counts as poisoned at once. A worker that
+    died on it (killed, crashed, overran) may have died for another reason
+    (an operator's kill, the OOM killer short of memory elsewhere): the same
+    bytes get ``DOCUMENT_ATTEMPTS`` tries, on later polls, before they do.
+    """
+    return before + 1 if crashed else DOCUMENT_ATTEMPTS
+
+
+def poisoned(failures: int) -> bool:
+    """Whether a document that failed ``failures`` times in a row is not parsed again."""
+    return failures >= DOCUMENT_ATTEMPTS

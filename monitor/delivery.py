@@ -379,7 +379,11 @@ class Deliverer:
             state.digest = (spec, trigger, next_fire(trigger, fire))
 
     def _messages(
-        self, target: Target, rows: Sequence[Delivery], digest: str | None
+        self,
+        target: Target,
+        rows: Sequence[Delivery],
+        digest: str | None,
+        also: Mapping[int, Sequence[str]],
     ) -> list[tuple[Rendered, list[Delivery], list[AlertItem]]]:
         """The messages that carry ``rows`` to one target (alerts grouped, each
         notice and each row an earlier version rendered on its own)."""
@@ -400,11 +404,19 @@ class Deliverer:
             template = compile_template(spec.template, fmt) if spec and spec.template else None
             try:
                 messages = render_group(
-                    items, fmt, digest=digest, max_body=sender.max_body, tz=tz, template=template
+                    items,
+                    fmt,
+                    digest=digest,
+                    also=also,
+                    max_body=sender.max_body,
+                    tz=tz,
+                    template=template,
                 )
             except Exception as exc:  # the template failed on these items: ours stands in
                 log.error("notifier=%r template failed (%s); sent without it", target.masked, exc)
-                messages = render_group(items, fmt, digest=digest, max_body=sender.max_body, tz=tz)
+                messages = render_group(
+                    items, fmt, digest=digest, also=also, max_body=sender.max_body, tz=tz
+                )
             start = 0
             for message in messages:
                 end = start + message.count
@@ -449,7 +461,10 @@ class Deliverer:
                 return 0, 0.0
             return 0, (hold - now).total_seconds() if hold else None
         sent = 0
-        messages = self._messages(target, rows, digest[0] if digest else None)
+        # the outlets whose copies of these stories were folded in (a digest lists them)
+        entries = [d.payload.entry for d in rows if isinstance(d.payload, AlertItem)]
+        also = await self._store(self._storage.also_reported, entries) if entries else {}
+        messages = self._messages(target, rows, digest[0] if digest else None, also)
         for i, (message, batch, items) in enumerate(messages):
             if self._stop.is_set() or not await self._send(
                 key, state, target, message, batch, items

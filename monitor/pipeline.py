@@ -27,7 +27,8 @@ from monitor.match import snippet
 from monitor.pool import WorkerError
 from monitor.redact import Redactor
 from monitor.stages import extract, parse_feed
-from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage
+from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage, Story
+from monitor.story import canonical_url
 from monitor.types import (
     AlertItem,
     Article,
@@ -215,19 +216,26 @@ class Poller:
             self._log(label, result, 0, 0, started, "unchanged")
             return PollOutcome(label, result.status, None, 0, (), due)
 
-        if body_hash == state.failed_hash:
-            # The very bytes that failed before (or killed a worker): not parsed again.
-            # The poll fails as it did, counted and backed off, until the bytes change.
+        if body_hash == state.failed_hash and decide.poisoned(state.failed_tries):
+            # The very bytes that failed before (or kept killing workers): not parsed
+            # again. The poll fails as it did, counted and backed off, until they change.
             again = _unusable(state.failed_error or "the document failed before")
             return await self._failed(
                 label, state, result, again, interval, now, dry_run, started, "not parsed again"
             )
+        crashed = False
         try:
             parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
         except WorkerError as exc:
             parsed = _unusable(f"parsing failed: {exc}")
+            crashed = exc.crashed
         if parsed.error:
-            state = replace(state, failed_hash=body_hash, failed_error=parsed.error)
+            tries = decide.document_failures(
+                state.failed_tries if body_hash == state.failed_hash else 0, crashed=crashed
+            )
+            state = replace(
+                state, failed_hash=body_hash, failed_error=parsed.error, failed_tries=tries
+            )
             return await self._failed(label, state, result, parsed, interval, now, dry_run, started)
         # Validators and hash are kept only for a document that parsed; one that
         # failed is remembered by its hash instead (above).
@@ -243,6 +251,9 @@ class Poller:
             body_hash=body_hash,
             last_error=None,
             error_count=0,
+            failed_hash=None,
+            failed_error=None,
+            failed_tries=0,
         )
 
         entries = decide.unique_entries(parsed.entries)
@@ -302,6 +313,15 @@ class Poller:
                     # as written: `rules test` folds it again, and quotes it as published
                     document={**analysis.document.fields, **analysis.document.display},
                     outgoing=self._outgoing(config, label, entry, analysis),
+                    story=(
+                        Story(
+                            canonical_url(entry.link) if entry.link else None,
+                            analysis.story,
+                            config.settings.story_window,
+                        )
+                        if analysis.story is not None
+                        else None
+                    ),
                 )
             )
             if matches:

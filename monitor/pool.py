@@ -56,7 +56,17 @@ _CRASHES = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS)  # a C library's fail
 
 
 class WorkerError(Exception):
-    """A call did not return: it raised, its worker died, or it ran past its deadline."""
+    """A call did not return: it raised, its worker died, or it ran past its deadline.
+
+    ``crashed`` is true when the worker died or overran (killed by a signal, the
+    OOM killer, an exit, the deadline): that may be the call's doing or not (an
+    operator's ``kill``, a machine short of memory). A call that raised (or ran
+    into the memory ceiling) failed for its own sake and would again.
+    """
+
+    def __init__(self, message: str, *, crashed: bool = False) -> None:
+        super().__init__(message)
+        self.crashed = crashed
 
 
 class _NotSent(Exception):
@@ -300,7 +310,8 @@ class _Process:
         except TimeoutError:
             self.kill()
             raise WorkerError(
-                f"it ran past its deadline of {deadline:g} s; its worker was stopped"
+                f"it ran past its deadline of {deadline:g} s; its worker was stopped",
+                crashed=True,
             ) from None
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.close()
@@ -308,10 +319,14 @@ class _Process:
             # A first call that ends in an exit status (not a signal): it never got to run.
             started = self.calls > 1 or code < 0 or code == _EXIT_OUT_OF_MEMORY
             hint = "" if started else " before its first call (see its error in the log)"
-            raise WorkerError(_describe_exit(code, self.memory_limit) + hint) from None
+            raise WorkerError(
+                _describe_exit(code, self.memory_limit) + hint, crashed=True
+            ) from None
         except ValueError as exc:
             self.kill()
-            raise WorkerError(f"its worker wrote something that is not a reply: {exc}") from None
+            raise WorkerError(
+                f"its worker wrote something that is not a reply: {exc}", crashed=True
+            ) from None
         try:
             reply: tuple[bool, Any, str | None, bool] = pickle.loads(data)
         except Exception as exc:  # the stream is still in step: the worker can stay
@@ -541,7 +556,7 @@ class WorkerPool(Executor):
                 self._drop(slot)
                 if not may_retry:
                     raise WorkerError(
-                        "its worker exited at start (see its error in the log)"
+                        "its worker exited at start (see its error in the log)", crashed=True
                     ) from None
                 may_retry = False
             except WorkerError:
@@ -561,7 +576,8 @@ class WorkerPool(Executor):
         try:
             ok, value, remote, stops = self._exchange(slot, payload)
         except WorkerError as exc:
-            return partial(future.set_exception, WorkerError(f"{name}: {exc}"))
+            error = WorkerError(f"{name}: {exc}", crashed=exc.crashed)
+            return partial(future.set_exception, error)
         except Exception as exc:  # e.g. no worker could be started
             if slot.process is not None:
                 slot.process.kill()

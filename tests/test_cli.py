@@ -363,7 +363,11 @@ def test_matches_explains_and_rules_test_replays_stored_articles(
             [
                 Item("DeepSeek-Modelle auf Azure", site.url("/1"), description="Neu bei Microsoft"),
                 Item("Kiosk-Systeme im Test", site.url("/2"), description="Kassen und Kiosk"),
-                Item("KI im Einzelhandel", site.url("/3"), description="Sprachmodelle"),
+                Item(
+                    "KI im Einzelhandel",
+                    site.url("/3"),
+                    description="Größere Konkurrenz für KI-Händler",
+                ),
             ]
         ),
     )
@@ -387,6 +391,13 @@ def test_matches_explains_and_rules_test_replays_stored_articles(
     assert reports["KI"]["articles"] == 3
     samples = reports["KI"]["samples"]
     assert isinstance(samples, list) and samples[0]["title"] == "KI im Einzelhandel"
+    # quoted as published, not case-folded (ß stays ß)
+    assert samples[0]["snippet"] == "title: »KI« im Einzelhandel"
+    cfg.write_text(cfg.read_text().replace("keywords: [KI]", "keywords: [Konkurrenz]"))
+    assert main(["-c", str(cfg), "rules", "test", "--since", "1d", "--json"]) == 0
+    reports = {r["rule"]: r for r in _json_lines(capsys.readouterr().out)}
+    assert reports["KI"]["samples"][0]["snippet"] == "summary: Größere »Konkurrenz« für KI-Händler"
+    cfg.write_text(cfg.read_text().replace("keywords: [Konkurrenz]", "keywords: [KI]"))
     assert main(["-c", str(cfg), "rules", "test", "--rule", "KI"]) == 0
     out = capsys.readouterr().out
     assert "KI: would have fired on 1 of 3" in out and "Azure" not in out

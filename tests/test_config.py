@@ -852,3 +852,94 @@ def test_shipped_example_config_is_valid() -> None:
     config = load_config(example, env)
     assert config.feeds, "the example should watch at least one feed"
     assert config.rules, "the example should have at least one rule"
+
+
+# --------------------------------------------------------------------------
+# notifier policies (the mapping form), rule priority, operator notices
+
+
+def test_a_notifier_with_policies_is_a_mapping_and_the_plain_forms_stay() -> None:
+    config = _parse(
+        """
+        settings: {admin_notify: ops, story_window: 12h, admin_failures: 3}
+        notifiers:
+          night: {url: "json://127.0.0.1:9/hook", quiet_hours: "22:00-07:00",
+                  timezone: Europe/Berlin, max_per_hour: 10}
+          team:
+            url: ["json://127.0.0.1:9/a", "json://127.0.0.1:9/b"]
+            digest: weekly mon 08:00
+            template: |
+              {% for it in items %}- {{ it.title }}
+              {% endfor %}
+          ops: "json://127.0.0.1:9/ops"
+          both: ["json://127.0.0.1:9/c", "json://127.0.0.1:9/d"]
+        rules:
+          - {name: Outage, keywords: [Ausfall], priority: high}
+          - {name: Other, keywords: [x]}
+        """
+    )
+    night, team, ops, both = config.notifiers
+    assert (night.urls, night.quiet_hours, night.timezone, night.max_per_hour) == (
+        ("json://127.0.0.1:9/hook",),
+        (22 * 60, 7 * 60),
+        "Europe/Berlin",
+        10,
+    )
+    assert team.urls == ("json://127.0.0.1:9/a", "json://127.0.0.1:9/b")
+    assert team.digest == "weekly mon 08:00" and team.template is not None
+    assert ops.urls == ("json://127.0.0.1:9/ops",) and ops.digest is None
+    assert len(both.urls) == 2
+    assert [r.priority for r in config.rules] == ["high", "normal"]
+    s = config.settings
+    assert (s.admin_notify, s.story_window, s.admin_failures) == ("ops", 12 * 3600.0, 3)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ('{url: "json://h/x", quiet_hours: "22-7"}', 'quiet_hours must look like "22:00-07:00"'),
+        ('{url: "json://h/x", quiet_hours: "25:00-07:00"}', "quiet_hours must look like"),
+        ('{url: "json://h/x", quiet_hours: "07:00-07:00"}', "can't start and end at the same time"),
+        ('{url: "json://h/x", timezone: Mars/Olympus}', "unknown timezone 'Mars/Olympus'"),
+        ('{url: "json://h/x", digest: "hourly"}', "digest: expected 'daily HH:MM'"),
+        ('{url: "json://h/x", digest: "weekly funday 08:00"}', "digest: no such day 'funday'"),
+        ('{url: "json://h/x", digest: "61 * * * *"}', "digest: not a cron expression"),
+        ('{url: "json://h/x", max_per_hour: 0}', "max_per_hour must be a whole number >= 1"),
+        ('{url: "json://h/x", colour: red}', "unknown key 'colour'"),
+        ('{quiet_hours: "22:00-07:00"}', "notifier 'n' needs a url"),
+    ],
+)
+def test_bad_notifier_policies_are_config_errors_with_their_place(
+    snippet: str, expected: str
+) -> None:
+    (problem,) = _problems(f"notifiers:\n  n: {snippet}\n")
+    assert problem.startswith("feeds.yaml:2:") and expected in problem, problem
+
+
+def test_a_template_error_names_the_line_of_the_template_in_feeds_yaml() -> None:
+    problems = _problems(
+        """
+        notifiers:
+          n:
+            url: "json://h/x"
+            template: |
+              line one
+              {{ it.title ) }}
+        """
+    )
+    assert problems == ["feeds.yaml:7:7: notifier 'n': template: unexpected ')'"], problems
+
+
+def test_admin_notify_and_priority_must_name_what_exists() -> None:
+    problems = _problems(
+        """
+        settings: {admin_notify: pager}
+        notifiers: {ops: "json://h/x"}
+        rules:
+          - {name: R, keywords: [x], priority: urgent}
+        """
+    )
+    assert problems == [
+        "feeds.yaml:2:26: settings.admin_notify: no notifier named 'pager'",
+        "feeds.yaml:5:40: rule priority must be high or normal, got 'urgent'",
+    ]

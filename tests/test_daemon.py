@@ -207,7 +207,12 @@ def test_daemon_alerts_restarts_retries_and_reloads(
         daemon.send(signal.SIGHUP)
         assert wait_for(lambda: "config reload failed" in daemon.text()), daemon.text()
         assert "unknown key 'bogus'" in str(daemon.status()["config_error"])
-        items.append(Item("Noch mehr zu DeepSeek", f"{base}/a1.html?x=2"))
+        feeds.put(
+            "/a5.html",
+            article_page("Noch mehr zu DeepSeek", "DeepSeek veröffentlicht einen Bericht."),
+            "text/html; charset=utf-8",
+        )
+        items.append(Item("Noch mehr zu DeepSeek", f"{base}/a5.html"))
         _publish(feeds, items)
         assert wait_for(lambda: len(chat.alerts()) == 4), daemon.text()
 

@@ -37,7 +37,7 @@ class Recording(Executor):
         if not self.fails(name, args):
             return self.pool.submit(fn, *args, **kwargs)
         future: Future[Any] = Future()
-        future.set_exception(WorkerError(f"{name}: its worker was killed by SIGKILL"))
+        future.set_exception(WorkerError(f"{name}: its worker was killed by SIGKILL", crashed=True))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -79,21 +79,40 @@ def test_a_document_that_failed_to_parse_is_not_parsed_again_until_its_bytes_cha
     assert (state.last_error, state.error_count, seen) == (None, 0, {"farm:1"})
 
 
-def test_a_document_that_killed_its_worker_is_not_parsed_again(world: World) -> None:
+def test_a_document_that_keeps_killing_its_worker_is_not_parsed_again(world: World) -> None:
     world.publish(Item("DeepSeek", "https://example.org/1", guid="farm:1"))
-    killer = Recording(lambda name, args: name == "parse_feed")
-    outcome, state, _seen = world.poll(killer)
-    assert killer.calls == ["parse_feed"]
-    assert outcome.error == "parsing failed: parse_feed: its worker was killed by SIGKILL"
+    for _attempt in range(3):  # a worker can die for other reasons: three tries
+        killer = Recording(lambda name, args: name == "parse_feed")
+        outcome, state, _seen = world.poll(killer)
+        assert killer.calls == ["parse_feed"]
+        assert outcome.error == "parsing failed: parse_feed: its worker was killed by SIGKILL"
     pool = Recording()
     outcome, state, seen = world.poll(pool)
-    assert pool.calls == []  # no second worker killed by the same bytes
+    assert pool.calls == []  # no fourth worker killed by the same bytes
     assert (
         outcome.error
         == state.last_error
         == "parsing failed: parse_feed: its worker was killed by SIGKILL"
     )
-    assert state.error_count == 2 and seen == set()
+    assert state.error_count == 4 and seen == set()
+
+
+def test_a_worker_killed_once_costs_no_alert(world: World) -> None:
+    """An operator's kill -9, or the OOM killer short of memory elsewhere: the same bytes
+    are parsed again on the next poll, and their entries alert."""
+    world.publish(Item("DeepSeek", "https://example.org/1", guid="farm:1"))
+    once = [True]
+
+    def first_parse(name: str, args: tuple[Any, ...]) -> bool:
+        if name == "parse_feed" and once:
+            return bool(once.pop())
+        return False
+
+    outcome, _state, _seen = world.poll(Recording(first_parse))
+    assert outcome.error and outcome.alerts == ()
+    outcome, state, _seen = world.poll(Recording(first_parse))
+    assert _titles(outcome) == ["DeepSeek"]
+    assert state.failed_hash is None and state.error_count == 0
 
 
 def test_an_entry_whose_matching_keeps_failing_is_given_up_after_three_polls(

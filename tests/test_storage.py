@@ -509,6 +509,94 @@ def test_outbox_rows_retry_and_drop(store: SQLiteStorage) -> None:
     assert store.retry_deliveries([d3.id], later) == 0  # dropped stays dropped
 
 
+WIRE = (
+    "Das chinesische KI-Unternehmen DeepSeek hat ein neues Sprachmodell vorgestellt, das nach"
+    " eigenen Angaben mit deutlich weniger Rechenleistung trainiert wurde als vergleichbare"
+    " Modelle aus den USA. Die Gewichte stehen unter einer offenen Lizenz zum Download bereit."
+    " Fachleute zeigten sich beeindruckt von den Ergebnissen in Mathematik und Programmierung,"
+    " mahnten aber zur Vorsicht bei den Angaben zu den Trainingskosten, die sich nicht"
+    " unabhängig prüfen ließen. Microsoft kündigte an, das Modell über Azure anzubieten."
+)
+
+
+def _story_entry(store: SQLiteStorage, n: int, text: str, *, link: str, at: datetime) -> NewEntry:
+    from monitor.storage.base import Story
+    from monitor.story import canonical_url, fingerprint, story_text
+
+    fp = fingerprint(story_text(title=f"Titel {n}", summary="", content=text.casefold()))
+    return NewEntry(
+        _entry(n, link=link),
+        at,
+        matches=(RuleMatch("DeepSeek", (Hit("deepseek", "content", 0, 8),)),),
+        outgoing=(Outgoing("chat", 0, replace(_msg(n), rules=("DeepSeek",))),),
+        story=Story(canonical_url(link), fp, 48 * 3600.0),
+    )
+
+
+def test_one_story_from_several_feeds_alerts_once_and_names_the_others(
+    store: SQLiteStorage,
+) -> None:
+    feeds = ["https://golem.example/rss", "https://t3n.example/rss"]
+    store.ensure_feeds([FeedRef(FEED), *(FeedRef(f) for f in feeds)])
+    first = _story_entry(store, 1, WIRE, link="https://heise.example/a?utm_source=rss", at=T0)
+    store.commit_poll(_state(store, title="heise"), [first])
+    # the same wire copy, a new headline and a cut sentence, on another feed
+    cut = WIRE.replace(" Microsoft kündigte an, das Modell über Azure anzubieten.", "")
+    copy = _story_entry(store, 2, cut, link="https://golem.example/b", at=T0 + timedelta(hours=1))
+    state = replace(store.feed_state(feeds[0]), title="golem")
+    store.commit_poll(state, [copy])
+    # the same page (tracking parameters, http) on a third feed
+    same = _story_entry(store, 3, "kurzer anriss", link="http://heise.example/a#top", at=T0)
+    store.commit_poll(replace(store.feed_state(feeds[1]), title="t3n"), [same])
+    assert [d.payload.title for d in store.due_deliveries(T0 + timedelta(days=1))] == [  # type: ignore[union-attr]
+        "text 1"
+    ]
+    (first_row,) = store.due_deliveries(T0 + timedelta(days=1))
+    assert store.also_reported([first_row.payload.entry]) == {  # type: ignore[union-attr]
+        first_row.payload.entry: ["golem", "t3n"]  # type: ignore[union-attr]
+    }
+    records = {r.title: r for r in store.matches_since(T0 - timedelta(days=1))}
+    assert records["Article 1"].also == ("golem", "t3n") and records["Article 1"].copy_of is None
+    assert records["Article 2"].copy_of == "heise" and records["Article 3"].copy_of == "heise"
+
+
+def test_two_articles_of_one_feed_sharing_its_boilerplate_are_two_stories(
+    store: SQLiteStorage,
+) -> None:
+    boilerplate = WIRE  # a standing paragraph the outlet puts under every article
+    one = _story_entry(
+        store, 1, "DeepSeek zeigt R2. " + boilerplate, link="https://a.example/1", at=T0
+    )
+    two = _story_entry(
+        store, 2, "Azure fällt aus. " + boilerplate, link="https://a.example/2", at=T0
+    )
+    store.commit_poll(_state(store), [one])
+    store.commit_poll(_state(store), [two])
+    titles = [d.payload.title for d in store.due_deliveries(T0 + timedelta(days=1))]  # type: ignore[union-attr]
+    assert titles == ["text 1", "text 2"]
+
+
+def test_a_story_older_than_the_window_or_another_story_alerts_again(store: SQLiteStorage) -> None:
+    store.commit_poll(
+        _state(store), [_story_entry(store, 1, WIRE, link="https://a.example/1", at=T0)]
+    )
+    late = _story_entry(store, 2, WIRE, link="https://b.example/2", at=T0 + timedelta(hours=49))
+    other = (
+        "Bei Microsoft Azure ist es am Dienstag zu einer mehrstündigen Störung gekommen. Betroffen"
+        " waren Kunden in Westeuropa, deren virtuelle Maschinen nicht mehr erreichbar waren."
+        " Ursache war nach Angaben des Konzerns ein fehlerhaftes Update der Netzwerkkonfiguration,"
+        " das inzwischen zurückgenommen wurde. Der Dienst läuft wieder normal."
+    )
+    unrelated = _story_entry(
+        store, 3, other, link="https://c.example/3", at=T0 + timedelta(hours=1)
+    )
+    store.commit_poll(_state(store), [late, unrelated])
+    titles = sorted(d.payload.title for d in store.due_deliveries(T0 + timedelta(days=3)))  # type: ignore[union-attr]
+    assert titles == ["text 1", "text 2", "text 3"]
+    assert store.prune_stories(T0 + timedelta(hours=2)) == 2
+    assert store.prune_stories(T0 + timedelta(hours=2)) == 0
+
+
 def test_one_daemon_per_database(tmp_path: Path) -> None:
     first = SQLiteStorage(tmp_path / "m.db")
     second = SQLiteStorage(tmp_path / "m.db")

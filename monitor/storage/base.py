@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from monitor.story import Fingerprint
 from monitor.types import AlertItem, FeedEntry, Message, Notice, RuleMatch, Snippet
 
 
@@ -78,6 +79,7 @@ class FeedState:
     paused: bool = False  # `monitor feeds pause`: not polled until resumed
     failed_hash: str | None = None  # sha256 of the last document that failed to parse ...
     failed_error: str | None = None  # ... and why: the same bytes are not parsed again
+    failed_tries: int = 0  # ... once this says so (decide.poisoned)
     # identity -> polls in a row on which matching that new entry failed
     failing_entries: tuple[tuple[str, int], ...] = ()
     entry_error: str | None = None  # the last entry recorded without matching, and why
@@ -115,6 +117,17 @@ class NewEntry:
     snippet: Snippet | None = None
     document: Mapping[str, str] | None = None  # normalized text, kept for `rules test`
     outgoing: tuple[Outgoing, ...] = ()
+    story: Story | None = None  # matched entries: what folds copies of the same story
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """What identifies an entry's story across feeds: its canonical link and the
+    fingerprint of its text (``monitor.story``), and how long a story counts."""
+
+    canonical: str | None
+    fingerprint: Fingerprint
+    window: float  # seconds (settings.story_window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +173,9 @@ class MatchRecord:
     terms: tuple[str, ...]
     matches: tuple[RuleMatch, ...] = ()
     snippet: Snippet | None = None
+    also: tuple[str, ...] = ()  # the feeds that reported the same story later
+    copy_of: str | None = None  # for a later copy: the feed that reported it first
+    entry: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +250,14 @@ class Storage(Protocol):
         entries: Sequence[NewEntry],
         notices: Sequence[tuple[str, int, Notice]] = (),
     ) -> list[int]:
-        """Write state, entries, matches, outbox rows and ``notices`` in one transaction."""
+        """Write state, entries, matches, outbox rows and ``notices`` in one transaction.
+
+        One story, one alert: an entry with a ``story`` whose canonical link, or
+        whose fingerprint is ``story.similar`` to that of an entry already
+        alerted for the same rule within ``story.window``, is recorded as a copy
+        of that first entry for that rule, and its outbox rows lose that rule
+        (a row left without rules is not written).
+        """
 
     def pause_feed(self, key: str) -> None:
         """Stop polling a feed until ``resume_feed``; changes the ``feeds_changed`` meta."""
@@ -265,6 +288,10 @@ class Storage(Protocol):
         first by next attempt. ``priority_only``: only rows of a high-priority
         rule and operator notices (during quiet hours, past a cap).
         """
+
+    def also_reported(self, entries: Sequence[int]) -> dict[int, list[str]]:
+        """For each of these (first) entries, the feeds whose copies of its story were
+        folded into it, in the order they came."""
 
     def add_notice(self, notifier: str, targets: int, notice: Notice, now: datetime) -> None:
         """Queue an operator notice for each of a notifier's ``targets`` URLs."""
@@ -325,6 +352,9 @@ class Storage(Protocol):
 
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         """Stored normalized article texts, oldest first."""
+
+    def prune_stories(self, before: datetime, limit: int = 2000) -> int:
+        """Forget up to ``limit`` stories first seen before ``before``; returns how many."""
 
     def prune(self, text_before: datetime, limit: int | None = None) -> int:
         """Drop stored article texts older than ``text_before``; returns how many.

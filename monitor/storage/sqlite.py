@@ -25,9 +25,11 @@ from monitor.storage.base import (
     NotifierOutbox,
     OutboxRow,
     OutboxStats,
+    Outgoing,
     StorageError,
     StoredArticle,
 )
+from monitor.story import Fingerprint, band_keys, similar
 from monitor.types import AlertItem, Hit, Message, Notice, RuleMatch, Snippet
 
 # Each migration takes the schema from version N to N+1; never edit a released one.
@@ -110,6 +112,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE feeds ADD COLUMN failed_hash TEXT;
     ALTER TABLE feeds ADD COLUMN failed_error TEXT;
+    ALTER TABLE feeds ADD COLUMN failed_tries INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE feeds ADD COLUMN failing_entries TEXT;
     ALTER TABLE feeds ADD COLUMN entry_error TEXT;
     CREATE TABLE feed_urls (
@@ -149,6 +152,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_target ON outbox (notifier, target, status, next_attempt);
     CREATE INDEX outbox_sent ON outbox (notifier, target, sent);
     """,
+    # 5: one story, one alert. A matched entry's story (canonical link and text
+    # fingerprint, with its band keys for finding similar ones), and per rule
+    # whether it was the first report or a copy folded into the first.
+    """
+    CREATE TABLE stories (
+        entry INTEGER PRIMARY KEY REFERENCES entries(id),
+        canonical TEXT,
+        fingerprint BLOB NOT NULL,
+        seen REAL NOT NULL
+    );
+    CREATE INDEX stories_canonical ON stories (canonical, seen);
+    CREATE INDEX stories_seen ON stories (seen);
+    CREATE TABLE story_bands (
+        key INTEGER NOT NULL,
+        entry INTEGER NOT NULL REFERENCES stories(entry)
+    );
+    CREATE INDEX story_bands_key ON story_bands (key);
+    CREATE INDEX story_bands_entry ON story_bands (entry);
+    CREATE TABLE story_rules (
+        entry INTEGER NOT NULL REFERENCES stories(entry),
+        rule TEXT NOT NULL,
+        first INTEGER REFERENCES stories(entry),
+        PRIMARY KEY (entry, rule)
+    );
+    CREATE INDEX story_rules_first ON story_rules (first);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -181,6 +210,25 @@ def _item_json(item: AlertItem) -> str:
 
 def _notice_json(n: Notice) -> str:
     return json.dumps({"notice": [n.kind, n.subject, n.text]}, ensure_ascii=False)
+
+
+def _similar(fp: Fingerprint, blob: bytes) -> bool:
+    try:
+        return similar(fp, Fingerprint.from_bytes(blob))
+    except ValueError:  # a sketch of another version: not comparable, not the same story
+        return False
+
+
+def _without_rules(outgoing: Sequence[Outgoing], rules: set[str]) -> list[Outgoing]:
+    """The rows left when ``rules`` may not alert (a story already alerted for them)."""
+    if not rules:
+        return list(outgoing)
+    out = []
+    for o in outgoing:
+        left = tuple(r for r in o.item.rules if r not in rules)
+        if left:
+            out.append(o if left == o.item.rules else replace(o, item=replace(o.item, rules=left)))
+    return out
 
 
 def _payload(raw: str, entry: int | None) -> AlertItem | Notice | Message:
@@ -456,7 +504,7 @@ class SQLiteStorage:
     _STATE_COLUMNS = (
         "key, url, configured, title, etag, last_modified, body_hash, last_poll, last_status,"
         " last_error, error_count, next_due, gone, paused, failed_hash, failed_error,"
-        " failing_entries, entry_error, article_error"
+        " failed_tries, failing_entries, entry_error, article_error"
     )
     _ENTRY_COUNTS = (
         ", (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
@@ -471,7 +519,7 @@ class SQLiteStorage:
     @staticmethod
     def _feed_row(row: tuple[object, ...]) -> FeedState:
         (key, url, configured, title, etag, lm, bh, lp, ls, le, ec, nd, gone, paused) = row[:14]
-        (fh, fe, failing, ee, ae, n_entries, n_matches, earlier) = row[14:]
+        (fh, fe, ft, failing, ee, ae, n_entries, n_matches, earlier) = row[14:]
         return FeedState(
             key=str(key),
             url=str(url),
@@ -489,6 +537,7 @@ class SQLiteStorage:
             paused=bool(paused),
             failed_hash=fh,  # type: ignore[arg-type]
             failed_error=fe,  # type: ignore[arg-type]
+            failed_tries=int(ft or 0),  # type: ignore[call-overload]
             failing_entries=tuple((str(i), int(n)) for i, n in json.loads(str(failing)))
             if failing
             else (),
@@ -526,14 +575,15 @@ class SQLiteStorage:
         self._db.execute(
             "INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
             " last_poll, last_status, last_error, error_count, next_due, gone, failed_hash,"
-            " failed_error, failing_entries, entry_error, article_error)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+            " failed_error, failed_tries, failing_entries, entry_error, article_error)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
             " url=excluded.url, title=excluded.title, etag=excluded.etag,"
             " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
             " last_poll=excluded.last_poll, last_status=excluded.last_status,"
             " last_error=excluded.last_error, error_count=excluded.error_count,"
             " next_due=excluded.next_due, gone=excluded.gone,"
             " failed_hash=excluded.failed_hash, failed_error=excluded.failed_error,"
+            " failed_tries=excluded.failed_tries,"
             " failing_entries=excluded.failing_entries, entry_error=excluded.entry_error,"
             " article_error=excluded.article_error"
             # A poll that was in flight while a reload moved the feed to another URL
@@ -555,6 +605,7 @@ class SQLiteStorage:
                 int(s.gone),
                 s.failed_hash,
                 s.failed_error,
+                s.failed_tries,
                 json.dumps(s.failing_entries) if s.failing_entries else None,
                 s.entry_error,
                 s.article_error,
@@ -574,7 +625,7 @@ class SQLiteStorage:
     def resume_feed(self, key: str, now: datetime) -> None:
         self._control(
             "UPDATE feeds SET paused = 0, gone = 0, error_count = 0, failed_hash = NULL,"
-            " failed_error = NULL, next_due = ? WHERE key = ?",
+            " failed_error = NULL, failed_tries = 0, next_due = ? WHERE key = ?",
             (now.timestamp(), key),
         )
 
@@ -647,6 +698,12 @@ class SQLiteStorage:
                             created,
                         ),
                     )
+                outgoing: Sequence[Outgoing] = new.outgoing
+                if new.story is not None:
+                    copies = self._fold_story(
+                        entry_id, state.key, new, [m.rule for m in new.matches]
+                    )
+                    outgoing = _without_rules(outgoing, copies)
                 self._db.executemany(
                     "INSERT OR IGNORE INTO outbox (entry, notifier, target, message,"
                     " next_attempt, created, priority) VALUES (?,?,?,?,?,?,?)",
@@ -660,10 +717,90 @@ class SQLiteStorage:
                             created,
                             int(o.item.priority),
                         )
-                        for o in new.outgoing
+                        for o in outgoing
                     ],
                 )
         return ids
+
+    def _fold_story(
+        self, entry_id: int, feed: str, new: NewEntry, rules: Sequence[str]
+    ) -> set[str]:
+        """Record an entry's story; returns the rules it is a copy for (in the transaction).
+
+        For each rule, the first report within the window with the same
+        canonical link, or of another feed with a similar fingerprint, makes
+        this a copy. Not of the same feed: two articles of one outlet share its
+        boilerplate (a standing paragraph, an author's bio), and a feed's own
+        repeats are caught by its entry identities already.
+        """
+        story = new.story
+        assert story is not None
+        since = new.first_seen.timestamp() - story.window
+        fp = story.fingerprint
+        keys = band_keys(fp)
+        candidates: dict[int, bytes] = {}
+        if story.canonical:
+            for e, blob in self._db.execute(
+                "SELECT entry, fingerprint FROM stories WHERE canonical = ? AND seen >= ?",
+                (story.canonical, since),
+            ):
+                candidates[e] = blob
+        same_link = set(candidates)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for e, blob in self._db.execute(
+                "SELECT DISTINCT s.entry, s.fingerprint FROM story_bands b JOIN stories s"
+                " ON s.entry = b.entry JOIN entries n ON n.id = s.entry"
+                f" WHERE b.key IN ({marks}) AND s.seen >= ? AND n.feed != ?",
+                (*chunk, since, feed),
+            ):
+                candidates[e] = blob
+        firsts = [
+            e for e, blob in sorted(candidates.items()) if e in same_link or _similar(fp, blob)
+        ]
+        self._db.execute(
+            "INSERT OR REPLACE INTO stories (entry, canonical, fingerprint, seen) VALUES (?,?,?,?)",
+            (entry_id, story.canonical, fp.to_bytes(), new.first_seen.timestamp()),
+        )
+        self._db.executemany(
+            "INSERT INTO story_bands (key, entry) VALUES (?, ?)", [(k, entry_id) for k in keys]
+        )
+        copies: set[str] = set()
+        for rule in rules:
+            first = None
+            if firsts:
+                marks = ",".join("?" * len(firsts))
+                row = self._db.execute(
+                    f"SELECT entry FROM story_rules WHERE rule = ? AND first IS NULL"
+                    f" AND entry IN ({marks}) ORDER BY entry LIMIT 1",
+                    (rule, *firsts),
+                ).fetchone()
+                first = row[0] if row else None
+            self._db.execute(
+                "INSERT OR REPLACE INTO story_rules (entry, rule, first) VALUES (?,?,?)",
+                (entry_id, rule, first),
+            )
+            if first is not None:
+                copies.add(rule)
+        return copies
+
+    def also_reported(self, entries: Sequence[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for i in range(0, len(entries), 500):
+            chunk = list(entries[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT DISTINCT r.first, coalesce(f.title, f.configured, f.key), r.entry"
+                " FROM story_rules r JOIN entries e ON e.id = r.entry JOIN feeds f"
+                f" ON f.key = e.feed WHERE r.first IN ({marks}) ORDER BY r.entry",
+                chunk,
+            )
+            for first, feed, _entry in rows:
+                names = out.setdefault(first, [])
+                if feed not in names:
+                    names.append(feed)
+        return out
 
     # outbox ------------------------------------------------------------------
 
@@ -964,7 +1101,7 @@ class SQLiteStorage:
 
     def matches_since(self, since: datetime, rule: str | None = None) -> list[MatchRecord]:
         rows = self._db.execute(
-            "SELECT coalesce(f.title, f.configured, f.key), e.title, e.link, e.published,"
+            "SELECT e.id, coalesce(f.title, f.configured, f.key), e.title, e.link, e.published,"
             " m.created, m.rules,"
             " m.terms, m.hits, m.snippet FROM matches m JOIN entries e ON e.id = m.entry"
             " JOIN feeds f ON f.key = e.feed WHERE m.created >= ?"
@@ -972,7 +1109,7 @@ class SQLiteStorage:
             (since.timestamp(),),
         )
         out = []
-        for feed, title, link, published, created, rules, terms, hits, snip in rows:
+        for entry, feed, title, link, published, created, rules, terms, hits, snip in rows:
             rules_t = tuple(json.loads(rules))
             if rule is not None and rule not in rules_t:
                 continue
@@ -987,8 +1124,29 @@ class SQLiteStorage:
                     terms=tuple(json.loads(terms)),
                     matches=_matches(hits),
                     snippet=_snippet(snip),
+                    entry=entry,
                 )
             )
+        also = self.also_reported([r.entry for r in out])
+        firsts = self._copies_of([r.entry for r in out])
+        return [
+            replace(r, also=tuple(also.get(r.entry, ())), copy_of=firsts.get(r.entry)) for r in out
+        ]
+
+    def _copies_of(self, entries: Sequence[int]) -> dict[int, str]:
+        """For entries that are later copies of a story: the feed of its first report."""
+        out: dict[int, str] = {}
+        for i in range(0, len(entries), 500):
+            chunk = list(entries[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT r.entry, coalesce(f.title, f.configured, f.key) FROM story_rules r"
+                " JOIN entries e ON e.id = r.first JOIN feeds f ON f.key = e.feed"
+                f" WHERE r.entry IN ({marks}) AND r.first IS NOT NULL",
+                chunk,
+            )
+            for entry, feed in rows:
+                out.setdefault(entry, feed)
         return out
 
     def articles_since(self, since: datetime) -> list[StoredArticle]:
@@ -1004,6 +1162,25 @@ class SQLiteStorage:
             StoredArticle(key, feed, title, link, _dt(stored) or since, json.loads(fields))
             for key, feed, title, link, stored, fields in rows
         ]
+
+    def prune_stories(self, before: datetime, limit: int = 2000) -> int:
+        """Forget the stories first seen before ``before`` (past the story window)."""
+        with self._transaction():
+            old = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT entry FROM stories WHERE seen < ? ORDER BY seen LIMIT ?",
+                    (before.timestamp(), limit),
+                )
+            ]
+            if not old:
+                return 0
+            marks = ",".join("?" * len(old))
+            self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", old)
+            self._db.execute(f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", old)
+            self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", old)
+            self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", old)
+        return len(old)
 
     def prune(self, text_before: datetime, limit: int | None = None) -> int:
         if limit is None:
