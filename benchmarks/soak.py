@@ -131,11 +131,14 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
     t0 = time.monotonic()
     original = app.poller.poll
 
-    async def timed_poll(feed: FeedSpec, *, dry_run: bool = False) -> PollOutcome:
+    async def timed_poll(
+        feed: FeedSpec, *, dry_run: bool = False, force: bool = False, state: Any = None
+    ) -> PollOutcome:
         started = datetime.now(UTC)
-        expected = due.get(feed.key)
+        # the due time the scheduler claimed the feed at (the store's), else the seeded one
+        expected = state.next_due if state is not None and state.next_due else due.get(feed.key)
         t_start = time.monotonic()
-        outcome = await original(feed, dry_run=dry_run)
+        outcome = await original(feed, dry_run=dry_run, force=force, state=state)
         if outcome.next_due is not None:
             due[feed.key] = outcome.next_due
         late = (started - expected).total_seconds() if expected else None

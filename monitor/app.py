@@ -6,24 +6,24 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import TextIO
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO, TypeVar
 
-from monitor import __version__, notify
+from monitor import __version__, decide, notify, update
 from monitor.config import DEFAULT_WORKER_MEMORY, Config, FeedSpec
-from monitor.delivery import Deliverer, RetryPolicy, Target, Targets
+from monitor.delivery import Deliverer, RetryPolicy, Target, Targets, owner_is_dead, process_owner
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
 from monitor.pipeline import Context, Poller, PollOutcome, Stopped
 from monitor.pool import WorkerPool
 from monitor.storage import Storage, open_storage
-from monitor.storage.base import FeedRef
+from monitor.storage.base import FeedRef, FeedState
 
 log = logging.getLogger("monitor.app")
-
-log = logging.getLogger("monitor.app")
+T = TypeVar("T")
+LEASE = 15.0  # seconds a claimed feed stays leased (renewed while its poll runs)
 
 USER_AGENT = f"rss-monitor/{__version__} (+https://pypi.org/project/rss-monitor/)"
 
@@ -112,7 +112,9 @@ class App:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
-        self._feeds = {f.key: f for f in config.feeds}
+        self.clock = clock
+        self.owner = process_owner()  # of leases on feeds and claims on outbox rows
+        self._feeds = {f.url: f for f in config.feeds}
         self._console = console
         self.database = db or config.database_path()
         self.storage: Storage = open_storage(self.database)
@@ -141,6 +143,7 @@ class App:
             retry=retry or RetryPolicy(first=config.settings.retry_delay),
             db=self.db_threads,
             admin=self.admin,
+            owner=self.owner,
         )
 
     def admin(self) -> tuple[str, int] | None:
@@ -169,9 +172,9 @@ class App:
             )
         return dropped
 
-    def feed(self, key: str) -> FeedSpec | None:
-        """The configured feed with this key, or None once it left the config."""
-        return self._feeds.get(key)
+    def feed(self, url: str) -> FeedSpec | None:
+        """The configured feed at this URL, or None once it left the config."""
+        return self._feeds.get(url)
 
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
@@ -188,7 +191,7 @@ class App:
             self._retired.append(fetcher)  # polls in flight still use it; closed at exit
             fetcher = Fetcher(policy)
         self.config = config
-        self._feeds = {f.key: f for f in config.feeds}
+        self._feeds = {f.url: f for f in config.feeds}
         self.context = Context(config, fetcher)
         self.targets = targets
         self.deliverer.reset_backoff()
@@ -198,18 +201,59 @@ class App:
             self.executor.set_memory_limit(config.settings.worker_memory)
             self.poller.set_offload_limit(2 * workers)
 
-    async def poll(self, key: str) -> datetime | None:
-        """Poll one feed by key, for the scheduler; None when it should not be polled again."""
-        feed = self.feed(key)
-        if feed is None:
-            return None
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.db_threads, fn, *args)
+
+    async def claim_due(self, limit: int) -> list[FeedState]:
+        """Lease up to ``limit`` due feeds to this process (the scheduler's tick)."""
+        now = self.clock()
+        until = now + timedelta(seconds=LEASE)
+        return await self._db(self.storage.claim_due_feeds, now, self.owner, until, limit)
+
+    async def renew(self, keys: Sequence[str]) -> None:
+        """Keep the leases of the polls in flight."""
+        until = self.clock() + timedelta(seconds=LEASE)
+        await self._db(self.storage.renew_leases, keys, self.owner, until)
+
+    async def poll_claimed(self, state: FeedState) -> None:
+        """Poll a feed the scheduler claimed; its state write ends the lease."""
+        feed = self._feeds.get(state.configured or state.key)
+        if feed is None:  # left the config meanwhile
+            await self._db(self.storage.release_feeds, [state.key], self.owner)
+            return
         try:
-            outcome = await self.poller.poll(feed)
-        except Stopped:  # shutting down: it stays due in the store and is polled after a restart
-            return None
+            outcome = await self.poller.poll(feed, state=state)
+        except Stopped:  # shutting down: still due, polled after a restart
+            await self._db(self.storage.release_feeds, [state.key], self.owner)
+            return
         if outcome.alerts:
             self.deliverer.wake()
-        return outcome.next_due
+
+    def plan(self) -> int:
+        """Spread the due times the config needs (in a store thread; at start and reload).
+
+        A feed never polled starts soon, thousands of them spread out
+        (``decide.first_due``); a feed overdue by more than its interval (the
+        daemon was down) is spread over one interval instead of being polled
+        with all the others at once. Leases of processes of this host that
+        died are released. Returns how many due times changed.
+        """
+        now = self.clock()
+        for owner in self.storage.lease_owners():
+            if owner != self.owner and owner_is_dead(owner):
+                self.storage.release_feeds(None, owner)
+        states = {s.configured: s for s in self.storage.feed_states()}
+        feeds = [
+            (state, update.interval_in_force(update.policy(self.config, f), state)[0])
+            for f in self.config.feeds
+            if (state := states.get(f.url)) is not None and not state.paused
+        ]
+        due = decide.plan_due(
+            now, [(s.key, s.next_due, s.last_poll, i) for s, i in feeds], self.rng
+        )
+        if due:
+            self.storage.set_due(due)
+        return len(due)
 
     async def poll_round(
         self, feeds: Iterable[FeedSpec], *, dry_run: bool = False, force: bool = False

@@ -17,8 +17,9 @@ import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from monitor import __version__, notify
+from monitor import __version__, notify, update
 from monitor.config import (
     Config,
     ConfigError,
@@ -33,7 +34,7 @@ from monitor.config import (
 from monitor.redact import RedactingFilter, Redactor, redacted_stdio
 from monitor.render import test_message
 from monitor.storage import Storage, StorageError, open_storage
-from monitor.storage.base import FeedState
+from monitor.storage.base import FeedState, FeedStats
 from monitor.types import RuleMatch, Snippet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -218,11 +219,15 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
     app = App(config, db=database, console=sys.stderr, executor=pool)  # stdout: the matches
     daemon = None
     try:
-        if not args.feed:  # a paused feed is polled only when named
-            paused = {s.configured for s in app.storage.feed_states(counts=False) if s.paused}
-            feeds = [f for f in feeds if f.url not in paused]
-        outcomes = await app.poll_round(feeds, dry_run=args.dry_run, force=bool(args.feed))
         daemon = app.storage.daemon_pid()
+        states = {s.configured or s.key: s for s in app.storage.feed_states()}
+        if not args.feed:  # a paused feed is polled only when named
+            feeds = [f for f in feeds if not (f.url in states and states[f.url].paused)]
+        if args.feed and daemon is not None and not args.dry_run:
+            # The running daemon polls them now (and delivers): not a second poller beside it.
+            outcomes = await _ask_daemon(app, feeds, states)
+        else:
+            outcomes = await app.poll_round(feeds, dry_run=args.dry_run, force=bool(args.feed))
         if not args.dry_run and daemon is None:
             await app.deliverer.run_once()
     finally:
@@ -235,7 +240,7 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
             print(f"monitor: {o.feed}: {o.error}", file=sys.stderr)
         for a in o.alerts:
             if args.json:
-                print(a.as_json())
+                print(_alert_json(a))
             else:
                 print(f"[{', '.join(a.rules)}] {a.title}\n    {a.feed} · {a.link or ''}")
     if not args.json:
@@ -249,6 +254,65 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
         who = f" (pid {daemon})" if daemon else ""
         print(f"the running daemon{who} delivers the alerts", file=sys.stderr)
     return EXIT_FAIL if outcomes and failed == len(outcomes) else EXIT_OK
+
+
+ASK_TIMEOUT = 120.0  # seconds `monitor poll --feed` waits for the daemon's poll
+
+
+async def _ask_daemon(app: Any, feeds: list[FeedSpec], states: dict[str, FeedState]) -> list[Any]:
+    """Have the running daemon poll ``feeds`` now; wait for it and report what it found."""
+    from monitor.pipeline import PollOutcome
+    from monitor.update import Alert
+
+    store = app.storage
+    asked = app.clock()
+    named = {f.url: f for f in feeds}
+    keys = {states[u].key: u for u in named if u in states and not states[u].paused}
+    before = store.feed_stats()
+    if keys:
+        store.request_poll(list(keys), asked)
+    outcomes = []
+    deadline = asyncio.get_running_loop().time() + ASK_TIMEOUT
+    while keys:
+        now_states = {s.key: s for s in store.feed_states() if s.key in keys}
+        if all((st.last_poll or asked) > asked for st in now_states.values()):
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            print("monitor: the daemon did not poll in time; see `monitor status`", file=sys.stderr)
+            break
+        await asyncio.sleep(0.2)
+    after = store.feed_stats()
+    records = store.matches_since(asked)
+    for key, url in keys.items():
+        st = store.feed_state(url)
+        feed = named[url]
+        alerts = tuple(
+            Alert(r.feed, r.title, r.link, r.published, r.rules, r.terms)
+            for r in records
+            if r.key == key
+        )
+        new = after.get(key, FeedStats()).entries - before.get(key, FeedStats()).entries
+        label = feed.name or st.title or url
+        outcomes.append(PollOutcome(label, st.last_status, st.last_error, new, alerts, st.next_due))
+    paused = [f for u, f in named.items() if u not in keys.values()]
+    if paused:  # the daemon doesn't poll a paused feed; named here, it is polled here
+        outcomes += await app.poll_round(paused, force=True)
+    return outcomes
+
+
+def _alert_json(a: Any) -> str:
+    """One matched entry as ``monitor poll --json`` prints it."""
+    return json.dumps(
+        {
+            "feed": a.feed,
+            "title": a.title,
+            "link": a.link,
+            "published": a.published.isoformat() if a.published else None,
+            "rules": list(a.rules),
+            "terms": list(a.terms),
+        },
+        ensure_ascii=False,
+    )
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -309,6 +373,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store, database = _read_store(args, setting)
     try:
         states = store.feed_states()
+        stats = store.feed_stats()
         outbox = store.outbox_stats()
         meta = store.meta()
     finally:
@@ -316,6 +381,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     configured = set(config.notifier_urls()) if config else set(outbox.notifiers)
     feeds: list[dict[str, object]] = []
     for name, spec, s in _feeds_of(config, states):
+        interval, why = (
+            update.interval_in_force(update.policy(config, spec), s) if config else (None, None)
+        )
         feeds.append(
             {
                 "feed": name,
@@ -332,8 +400,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "earlier_urls": list(s.earlier_urls),
                 "article_error": s.article_error,
                 "entry_error": s.entry_error,
-                "entries": s.entries,
-                "matches": s.matches,
+                "entries": stats.get(s.key, FeedStats()).entries,
+                "matches": stats.get(s.key, FeedStats()).matches,
+                "interval": interval,
+                "interval_why": why,
             }
         )
     if args.json:
@@ -403,7 +473,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         store.close()
         store = open_storage(database.location)
     try:
-        states = store.feed_states(counts=False)
+        states = store.feed_states()
         rows = _feeds_of(config, states)
         if args.feeds_command:
             stored = {s.configured for s in states}

@@ -32,6 +32,9 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_MAX_AGE = 2 * 86400.0
 DEFAULT_RETENTION = 30 * 86400.0
 DEFAULT_STORY_WINDOW = 48 * 3600.0
+AUTO = "auto"  # `interval: auto`: polled by how often the feed publishes
+DEFAULT_MIN_INTERVAL = 5 * 60.0  # the shortest interval `auto` picks
+DEFAULT_MAX_INTERVAL = 6 * 3600.0  # the longest: a quiet feed is still asked 4 times a day
 MIN_INTERVAL = 1.0
 DEFAULT_DATABASE = "monitor.db"  # next to feeds.yaml
 MAX_CREDENTIAL_BYTES = 64 * 1024  # a ${file:...} longer than this is a mistake (/dev/zero?)
@@ -84,7 +87,9 @@ class Settings:
     """The ``settings:`` block; every key optional."""
 
     database: str | None = None  # None: DEFAULT_DATABASE next to feeds.yaml
-    interval: float = DEFAULT_INTERVAL
+    interval: float | str = DEFAULT_INTERVAL  # seconds, or "auto"
+    min_interval: float = DEFAULT_MIN_INTERVAL  # the range of `interval: auto`
+    max_interval: float = DEFAULT_MAX_INTERVAL
     timeout: float = DEFAULT_TIMEOUT
     max_age: float = DEFAULT_MAX_AGE
     extract: bool = True
@@ -109,7 +114,7 @@ class FeedSpec:
 
     url: str
     name: str | None = None
-    interval: float | None = None
+    interval: float | str | None = None  # seconds, or "auto"; None: settings.interval
     extract: bool | None = None
     tags: tuple[str, ...] = ()
 
@@ -176,8 +181,10 @@ class Config:
             return {notify.CONSOLE: 1}
         return {n.name: len(n.urls) for n in self.notifiers}
 
-    def feed_interval(self, feed: FeedSpec) -> float:
-        return feed.interval if feed.interval is not None else self.settings.interval
+    def feed_interval(self, feed: FeedSpec) -> float | None:
+        """The feed's poll interval in seconds; None for ``interval: auto``."""
+        interval = feed.interval if feed.interval is not None else self.settings.interval
+        return None if interval == AUTO else float(interval)
 
     def feed_extract(self, feed: FeedSpec) -> bool:
         return feed.extract if feed.extract is not None else self.settings.extract
@@ -473,6 +480,12 @@ class _Loader:
             return None
         return size
 
+    def interval(self, node: Node, what: str) -> float | str | None:
+        """A poll interval: a duration of at least MIN_INTERVAL, or ``auto``."""
+        if isinstance(node, ScalarNode) and node.value == AUTO:
+            return AUTO
+        return self.duration(node, what, MIN_INTERVAL)
+
     def string_list(self, node: Node, what: str) -> list[tuple[str, Node]]:
         """A list of strings (a single string counts as a list of one)."""
         if isinstance(node, ScalarNode):
@@ -519,6 +532,8 @@ class _Loader:
 _SETTINGS_KEYS = (
     "database",
     "interval",
+    "min_interval",
+    "max_interval",
     "timeout",
     "max_age",
     "extract",
@@ -575,8 +590,10 @@ def _settings(ld: _Loader, node: Node) -> Settings:
                     f"{format_size(MIN_WORKER_MEMORY)}",
                 )
                 value = None
+        elif key == "interval":
+            value = ld.interval(v, "settings.interval")
         else:
-            minimum = MIN_INTERVAL if key == "interval" else 0.0
+            minimum = MIN_INTERVAL if key in ("min_interval", "max_interval") else 0.0
             value = ld.duration(v, f"settings.{key}", minimum)
             if key == "timeout" and value == 0:
                 ld.error(v, "settings.timeout must be more than 0")
@@ -691,7 +708,7 @@ def _feeds(ld: _Loader, node: Node) -> tuple[FeedSpec, ...]:
                             ld.error(v, f"duplicate feed name {values[key]!r}")
                         seen_names.add(values[key])
                 elif key == "interval":
-                    values[key] = ld.duration(v, "feed interval", MIN_INTERVAL)
+                    values[key] = ld.interval(v, "feed interval")
                 elif key == "extract":
                     values[key] = ld.boolean(v, "feed extract")
                 elif key == "tags":
@@ -826,6 +843,12 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
     return parse_config(text, Path(os.path.abspath(path)), env)
 
 
+def _interval(interval: float | str, s: Settings) -> str:
+    if interval == AUTO:
+        return f"auto, {format_duration(s.min_interval)}-{format_duration(s.max_interval)}"
+    return format_duration(float(interval))
+
+
 def _policies(n: NotifierSpec) -> str:
     parts = []
     if n.digest:
@@ -853,11 +876,11 @@ def summary(
     lines = [
         f"{config.path}: OK",
         f"  database: {db}",
-        f"  feeds: {len(config.feeds)} (default interval {format_duration(s.interval)}, "
+        f"  feeds: {len(config.feeds)} (default interval {_interval(s.interval, s)}, "
         f"extract {'on' if s.extract else 'off'}, max_age {format_duration(s.max_age)})",
     ]
     for f in config.feeds:
-        lines.append(f"    - {f.label()} [{format_duration(config.feed_interval(f))}]")
+        lines.append(f"    - {f.label()} [{_interval(f.interval or s.interval, s)}]")
     lines.append(f"  rules: {len(config.rules)}")
     for r in config.rules:
         lines.append(f"    - {r.name}" + (" (priority high)" if r.priority == "high" else ""))

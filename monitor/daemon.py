@@ -9,9 +9,9 @@ within systemd's 10 s. SIGHUP, or a change of feeds.yaml (or a ``${file:...}``
 credential it reads) on disk, reloads the config; a broken edit is logged,
 shown by ``monitor status``, and the last good config keeps running. Each
 reload adds the new config's secrets to the log's redactor. ``monitor feeds
-pause`` and ``resume`` write the store; the daemon looks for them every
-``FEEDS_CHECK`` seconds, so it needs no signal (and the command no permission
-to send one).
+pause`` and ``resume``, ``monitor poll --feed`` and ``monitor outbox retry`` write
+the store, where the daemon finds them within seconds, so it needs no signal
+(and the command no permission to send one).
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ import os
 import signal
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
-from monitor import decide
 from monitor.app import App, know_feeds, process_pool
 from monitor.config import Config, ConfigError, load_config
 from monitor.redact import Redactor
@@ -38,8 +36,7 @@ log = logging.getLogger("monitor.daemon")
 
 STOP_GRACE = 6.0  # seconds in-flight polls get after SIGTERM
 CONFIG_CHECK = 2.0  # seconds between looks at feeds.yaml and its credential files
-FEEDS_CHECK = 2.0  # seconds between looks for `monitor feeds pause/resume` in the store
-_SLACK = timedelta(seconds=1)  # a stored due time this much before the job's: moved up
+OUTBOX_CHECK = 2.0  # seconds between looks for `monitor outbox retry/drop` in the store
 RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
 PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
 PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
@@ -80,68 +77,47 @@ class Daemon:
         self.redactor.add(app.config.secrets)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
-        self.scheduler = FeedScheduler(app.poll)
+        self.scheduler = FeedScheduler(
+            claim=app.claim_due,
+            poll=app.poll_claimed,
+            renew=app.renew,
+            limit=lambda: self.app.config.settings.concurrency,
+        )
         self._watched = _watched(app.config)
         self._fingerprint = fingerprint(self._watched)
         self.prune_every = RETENTION_CHECK
         self.prune_retry = PRUNE_RETRY
 
-    async def _schedule_all(self, config: Config) -> None:
-        """Give every configured feed a job at its stored due time; drop removed and paused
-        feeds; move up a job whose stored due time is earlier (``monitor feeds resume``)."""
-        now = datetime.now(UTC)
-        loop = asyncio.get_running_loop()
-        # 100,000 feeds take a while to read: not on the event loop.
-        all_states = await loop.run_in_executor(
-            self.app.db_threads, partial(self.app.storage.feed_states, counts=False)
-        )
-        states = {s.configured: s for s in all_states}
-        wanted = {f.key for f in config.feeds}
-        scheduled = self.scheduler.keys()
-        for key in scheduled - wanted:
-            self.scheduler.unschedule(key)
-        new = [f for f in config.feeds if f.url not in states or states[f.url].last_poll is None]
-        for i, feed in enumerate(config.feeds):
-            if i % 500 == 499:
-                await asyncio.sleep(0)  # thousands of feeds: don't stall the loop
-            state = states.get(feed.url)
-            if state is not None and state.paused:
-                self.scheduler.unschedule(feed.key)
-                continue
-            if self.scheduler.running(feed.key):
-                continue  # its poll schedules the next one
-            stored = state.next_due if state and state.last_poll else None
-            if feed.key in scheduled:
-                planned = self.scheduler.next_run(feed.key)
-                if stored is None or planned is None or stored >= planned - _SLACK:
-                    continue
-            interval = config.feed_interval(feed)
-            due = stored or decide.first_due(now, interval, self.app.rng, len(new))
-            self.scheduler.schedule(feed.key, max(due, now))
+    async def _plan(self) -> None:
+        """Spread first polls and, after downtime, overdue ones (in a store thread)."""
+        try:
+            changed = await asyncio.get_running_loop().run_in_executor(
+                self.app.db_threads, self.app.plan
+            )
+        except Exception:
+            log.exception("could not plan the feeds' due times; they are polled as they are due")
+            return
+        if changed:
+            log.info("%d feeds are due at new times (first polls, or overdue ones spread)", changed)
 
-    async def _watch_feeds(self) -> None:
-        """Apply ``monitor feeds pause/resume`` and ``monitor outbox retry/drop`` (written
-        to the store) within seconds."""
+    async def _watch_outbox(self) -> None:
+        """Apply ``monitor outbox retry/drop`` (written to the store) within seconds: the
+        targets waiting in backoff look again. (Feeds paused, resumed or asked for by
+        ``monitor poll --feed`` need nothing: the scheduler reads due feeds from the store.)"""
         loop = asyncio.get_running_loop()
-        seen = None
         outbox_seen = None
         while not self.stop.is_set():
             try:
                 meta = await loop.run_in_executor(self.app.db_threads, self.app.storage.meta)
-                changed = meta.get("feeds_changed") or ""
-                if seen is not None and changed != seen:
-                    log.info("feeds paused or resumed: rescheduling")
-                    await self._schedule_all(self.app.config)
-                seen = changed
                 outbox = meta.get("outbox_changed") or ""
                 if outbox_seen is not None and outbox != outbox_seen:
                     log.info("outbox rows retried or dropped: every target looks again")
                     self.app.deliverer.reset_backoff()
                 outbox_seen = outbox
             except Exception as exc:  # the store is busy or broken: try again next time
-                log.error("reading paused and resumed feeds failed: %s", exc)
+                log.error("reading the outbox's changes failed: %s", exc)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), FEEDS_CHECK)
+                await asyncio.wait_for(self.stop.wait(), OUTBOX_CHECK)
 
     async def _reload(self) -> None:
         old = self.app.config
@@ -177,7 +153,7 @@ class Daemon:
             return
         self.app.storage.set_meta("config_error", None)
         await self._settle_outbox()
-        await self._schedule_all(config)
+        await self._plan()
         if config.database_path() != old.database_path():
             log.warning(
                 "settings.database changed; the daemon keeps using %s until it restarts",
@@ -247,6 +223,9 @@ class Daemon:
                 for prune, before in (
                     (self.app.storage.prune, cutoff),
                     (self.app.storage.prune_stories, stories_before),
+                    # entries, their matches and sent outbox rows; never an identity
+                    # its feed still lists (it would be new again)
+                    (self.app.storage.prune_history, cutoff),
                 ):
                     while not self.stop.is_set():
                         n = await loop.run_in_executor(
@@ -277,13 +256,13 @@ class Daemon:
         store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
         store.set_meta("config_error", None)
         await self._settle_outbox()
-        await self._schedule_all(self.app.config)
+        await self._plan()
         self.scheduler.start()
         tasks = [
             asyncio.create_task(self.app.deliverer.run_forever(self.stop)),
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._housekeeping()),
-            asyncio.create_task(self._watch_feeds()),
+            asyncio.create_task(self._watch_outbox()),
         ]
         every = watchdog_interval()
         if every:
@@ -325,9 +304,13 @@ class Daemon:
             log.warning(
                 "%d polls did not finish within %g s and were cancelled (nothing of them"
                 " was stored; they poll again after a restart)",
-                cancelled,
+                len(cancelled),
                 STOP_GRACE,
             )
+            with contextlib.suppress(Exception):  # else their leases run out by themselves
+                await loop.run_in_executor(
+                    self.app.db_threads, self.app.storage.release_feeds, cancelled, self.app.owner
+                )
         await asyncio.wait([deliver], timeout=max(0.0, deadline - loop.time()))
         for t in tasks:
             t.cancel()

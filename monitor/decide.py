@@ -8,6 +8,7 @@ clock, no I/O.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -300,3 +301,57 @@ def document_failures(before: int, *, crashed: bool) -> int:
 def poisoned(failures: int) -> bool:
     """Whether a document that failed ``failures`` times in a row is not parsed again."""
     return failures >= DOCUMENT_ATTEMPTS
+
+
+RATE_WINDOW = 7 * 86400.0  # `interval: auto` weighs a feed's last week of entries
+AUTO_SHARE = 4.0  # and polls it four times in the average gap between its entries
+
+
+def publishing_rate(
+    rate: float, rate_at: datetime | None, published: Sequence[datetime | None], now: datetime
+) -> float:
+    """A feed's new entries a week, decayed exponentially over ``RATE_WINDOW``.
+
+    ``rate`` was right at ``rate_at``; ``published`` are the dates of the new
+    entries of this poll (None: undated, counts as now). An entry counts with
+    the weight its age leaves it, so the first poll of a feed, which brings
+    the whole of its document, estimates its rate from the dates in it rather
+    than counting them all as new this week.
+    """
+    decayed = rate * math.exp(-(now - rate_at).total_seconds() / RATE_WINDOW) if rate_at else 0.0
+    for when in published:
+        age = max(0.0, (now - when).total_seconds()) if when else 0.0
+        decayed += math.exp(-age / RATE_WINDOW)
+    return decayed
+
+
+def auto_interval(rate: float, minimum: float, maximum: float) -> float:
+    """The interval of ``interval: auto`` for a feed publishing ``rate`` entries a week
+    (as Miniflux's entry-frequency scheduler: the average gap, here a quarter of it),
+    between ``minimum`` and ``maximum``; a feed with no entries in weeks: ``maximum``."""
+    if rate <= 0.01:
+        return maximum
+    return min(maximum, max(minimum, RATE_WINDOW / rate / AUTO_SHARE))
+
+
+def plan_due(
+    now: datetime,
+    feeds: Sequence[tuple[str, datetime | None, datetime | None, float]],
+    rng: random.Random,
+) -> list[tuple[str, datetime]]:
+    """New due times for feeds (key, next due, last poll, interval), where needed.
+
+    A feed never polled (no due time) starts soon, spread as ``first_due``
+    says for as many new feeds as there are. A feed overdue by more than its
+    interval (the daemon was down longer than that) is due at a random moment
+    within one interval from now, so a restart after downtime is not one herd
+    of every feed at once, nor one at every interval after.
+    """
+    new = sum(1 for _k, due, _last, _i in feeds if due is None)
+    out = []
+    for key, due, _last, interval in feeds:
+        if due is None:
+            out.append((key, first_due(now, interval, rng, new)))
+        elif (now - due).total_seconds() > interval:
+            out.append((key, now + timedelta(seconds=rng.uniform(0, interval))))
+    return out

@@ -8,35 +8,27 @@ worker pool, the store); every decision in it is made by the pure modules
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from monitor import decide, notify
+from monitor import decide, update
 from monitor.analyze import Analysis, analyze, needs_article
 from monitor.config import Config, FeedSpec
 from monitor.fetch import HTML_ACCEPT, Fetcher
-from monitor.match import snippet
 from monitor.pool import WorkerError
-from monitor.redact import Redactor
 from monitor.stages import extract, parse_feed
-from monitor.storage.base import FeedState, NewEntry, Outgoing, Storage, Story
-from monitor.story import canonical_url
+from monitor.storage.base import FeedState, Storage
 from monitor.types import (
-    AlertItem,
     Article,
     FeedEntry,
     FetchResult,
-    Notice,
     ParsedFeed,
-    RuleMatch,
 )
 
 log = logging.getLogger("monitor.poll")
@@ -57,31 +49,6 @@ def _only(articles: dict[str, str], entry: FeedEntry) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
-    """A matched entry, as ``monitor poll`` prints it."""
-
-    feed: str
-    title: str
-    link: str | None
-    published: datetime | None
-    rules: tuple[str, ...]
-    terms: tuple[str, ...]
-
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "feed": self.feed,
-                "title": self.title,
-                "link": self.link,
-                "published": self.published.isoformat() if self.published else None,
-                "rules": list(self.rules),
-                "terms": list(self.terms),
-            },
-            ensure_ascii=False,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class PollOutcome:
     """What one poll did."""
 
@@ -89,7 +56,7 @@ class PollOutcome:
     status: int | None
     error: str | None
     new: int
-    alerts: tuple[Alert, ...]
+    alerts: tuple[update.Alert, ...]
     next_due: datetime | None
 
 
@@ -163,100 +130,105 @@ class Poller:
                 raise
 
     async def poll(
-        self, feed: FeedSpec, *, dry_run: bool = False, force: bool = False
+        self,
+        feed: FeedSpec,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        state: FeedState | None = None,
     ) -> PollOutcome:
         """Poll one feed now; failures are stored on the feed, never raised.
 
-        A paused feed is not fetched (its outcome has no next due time)
-        unless ``force``. At most ``poll_limit`` polls run at once; the rest
-        wait their turn, so a round of thousands of due feeds holds only that
-        many bodies in memory. Raises ``Stopped`` when ``stop`` was called
-        before its turn came.
+        ``state`` is the feed's stored state when the caller has it (the
+        scheduler claims due feeds with their state); else it is read. A
+        paused feed is not fetched (its outcome has no next due time) unless
+        ``force``. At most ``poll_limit`` polls run at once; the rest wait
+        their turn, so a round of thousands of due feeds holds only that many
+        bodies in memory. Raises ``Stopped`` when ``stop`` was called before
+        its turn came.
         """
         async with self._poll_slots:
             if self._stopped:
                 raise Stopped(feed.url)
-            return await self._poll(feed, dry_run=dry_run, force=force)
+            return await self._poll(feed, state, dry_run=dry_run, force=force)
 
-    async def _poll(self, feed: FeedSpec, *, dry_run: bool, force: bool) -> PollOutcome:
+    async def _poll(
+        self, feed: FeedSpec, state: FeedState | None, *, dry_run: bool, force: bool
+    ) -> PollOutcome:
         ctx = self._context()
         config = ctx.config
-        interval = config.feed_interval(feed)
+        policy = update.policy(config, feed)
         started = time.monotonic()
-        state = await self._store(self._storage.feed_state, feed.url)
+        if state is None:
+            state = await self._store(self._storage.feed_state, feed.url)
         if state.paused and not force:
             log.debug("feed=%r paused; not polled", feed.label())
-            return PollOutcome(feed.name or state.title or feed.url, None, None, 0, (), None)
-        now = self._clock()
+            return PollOutcome(update.label(policy, state), None, None, 0, (), None)
         result = await ctx.fetcher.fetch(
             state.url, etag=state.etag, last_modified=state.last_modified
         )
         now = self._clock()
-        state = replace(state, last_poll=now, last_status=result.status)
-        label = feed.name or state.title or feed.url
-
         if not result.ok:
-            return await self._failed(label, state, result, None, interval, now, dry_run, started)
-        etag, last_modified = result.etag, result.last_modified
-        if result.not_modified and not (etag or last_modified):
-            etag, last_modified = state.etag, state.last_modified
-
-        body_hash = hashlib.sha256(result.body).hexdigest() if not result.not_modified else None
-        if result.not_modified or body_hash == state.body_hash:
-            # The answer is the feed we know: a permanent redirect to it is adopted.
-            state = self._answered(label, state, result)
-            state = replace(state, etag=etag, last_modified=last_modified)
-            due = decide.next_due(
-                now=now, interval=interval, error_count=0, result=result, parsed=None, rng=self._rng
-            )
-            notices = self._notices(config, label, state.error_count, 0, None)
-            state = replace(state, last_error=None, error_count=0, next_due=due)
-            if not dry_run:
-                await self._store(self._storage.save_feed_state, state, notices)
-            self._log(label, result, 0, 0, started, "unchanged")
-            return PollOutcome(label, result.status, None, 0, (), due)
-
-        if body_hash == state.failed_hash and decide.poisoned(state.failed_tries):
-            # The very bytes that failed before (or kept killing workers): not parsed
-            # again. The poll fails as it did, counted and backed off, until they change.
-            again = _unusable(state.failed_error or "the document failed before")
-            return await self._failed(
-                label, state, result, again, interval, now, dry_run, started, "not parsed again"
-            )
-        crashed = False
-        try:
-            parsed = await self._offload(parse_feed, result.body, result.final_url, result.headers)
-        except WorkerError as exc:
-            parsed = _unusable(f"parsing failed: {exc}")
-            crashed = exc.crashed
-        if parsed.error:
-            tries = decide.document_failures(
-                state.failed_tries if body_hash == state.failed_hash else 0, crashed=crashed
-            )
-            state = replace(
-                state, failed_hash=body_hash, failed_error=parsed.error, failed_tries=tries
-            )
-            return await self._failed(label, state, result, parsed, interval, now, dry_run, started)
-        # Validators and hash are kept only for a document that parsed; one that
-        # failed is remembered by its hash instead (above).
-        label = feed.name or parsed.title or feed.url
-        state = self._answered(label, state, result)
-        polled = state
-        errors_before = state.error_count
-        state = replace(
-            state,
-            etag=etag,
-            last_modified=last_modified,
-            title=label,
-            body_hash=body_hash,
-            last_error=None,
-            error_count=0,
-            failed_hash=None,
-            failed_error=None,
-            failed_tries=0,
+            intents = update.failed(state, result, now, policy, self._rng)
+        else:
+            body_hash, poisoned = update.needs_parse(state, result)
+            if body_hash is None:
+                intents = update.unchanged(state, result, now, policy, self._rng)
+            elif poisoned is not None:
+                # The very bytes that failed before (or kept killing workers): not parsed
+                # again. The poll fails as it did, counted and backed off, until they change.
+                intents = update.failed(
+                    state,
+                    result,
+                    now,
+                    policy,
+                    self._rng,
+                    parse_error=poisoned,
+                    body_hash=body_hash,
+                    poisoned=True,
+                )
+            else:
+                intents = await self._parsed(ctx, feed, policy, state, result, body_hash, now)
+        if not dry_run:
+            await self._apply(intents)
+        self._log(feed, intents, result, started)
+        s = intents.state
+        return PollOutcome(
+            intents.label, result.status, intents.error, intents.new, intents.alerts, s.next_due
         )
 
-        entries = decide.unique_entries(parsed.entries)
+    async def _parsed(
+        self,
+        ctx: Context,
+        feed: FeedSpec,
+        policy: update.Policy,
+        state: FeedState,
+        result: FetchResult,
+        body_hash: str,
+        now: datetime,
+    ) -> update.Intents:
+        """Parse the document (in a worker), then gather what the decision needs: the
+        entries the store has not seen, their article pages and their matches."""
+        crashed = False
+        try:
+            doc = await self._offload(parse_feed, result.body, result.final_url, result.headers)
+        except WorkerError as exc:
+            doc = _unusable(f"parsing failed: {exc}")
+            crashed = exc.crashed
+        if doc.error:
+            return update.failed(
+                state,
+                result,
+                now,
+                policy,
+                self._rng,
+                parse_error=doc.error,
+                body_hash=body_hash,
+                crashed=crashed,
+            )
+        config = ctx.config
+        name = policy.name or doc.title or feed.url
+        entries = decide.unique_entries(doc.entries)
         seen = await self._store(
             self._storage.seen,
             state.key,
@@ -264,98 +236,34 @@ class Poller:
             [e.link for e in entries if e.link],
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
-        fresh = [e for e in new if decide.is_fresh(e, now, config.settings.max_age)]
-        articles, article_error = await self._articles(
-            ctx, label, feed.tags, fresh, config.feed_extract(feed)
+        fresh = [e for e in new if decide.is_fresh(e, now, policy.max_age)]
+        extract_on = config.feed_extract(feed)
+        articles, article_error = await self._articles(ctx, name, feed.tags, fresh, extract_on)
+        analyses, errors = await self._analyze(config, name, feed.tags, fresh, articles)
+        got = update.Parsed(
+            parsed=doc,
+            body_hash=body_hash,
+            entries=tuple(entries),
+            new=tuple(new),
+            analyses={e.identity: a for e, a in zip(fresh, analyses, strict=True) if a},
+            errors=errors,
+            article_error=article_error,
+            articles_tried=bool(articles or article_error),
         )
-        if articles or article_error:
-            state = replace(state, article_error=article_error)
-        analyses, errors = await self._analyze(config, label, feed.tags, fresh, articles)
-        by_identity = {e.identity: a for e, a in zip(fresh, analyses, strict=True) if a is not None}
-        failing, given_up = decide.entry_failures(dict(state.failing_entries), errors.keys())
-        state = replace(state, failing_entries=tuple(sorted(failing.items())))
-        match_error = None
-        for identity in given_up:
-            state = replace(
-                state,
-                entry_error=f"{errors[identity]} (on {decide.ENTRY_ATTEMPTS} polls in a row;"
-                " recorded without matching, it will not alert)",
-            )
-            log.warning("feed=%r entry given up: %s", label, state.entry_error)
-        if failing:
-            # Not recorded, and the document's validators and hash are not kept:
-            # the next poll parses it again and retries just these entries.
-            match_error = next(errors[i] for i in reversed(errors) if i in failing)
-            state = replace(
-                state,
-                etag=polled.etag,
-                last_modified=polled.last_modified,
-                body_hash=polled.body_hash,
-                last_error=match_error,
-            )
+        return update.parsed(state, result, got, now, policy, self._rng)
 
-        records: list[NewEntry] = []
-        alerts: list[Alert] = []
-        for entry in new:
-            if entry.identity in failing:
-                continue
-            analysis = by_identity.get(entry.identity)
-            if analysis is None:  # too old to alert, or given up: only recorded, never alerts
-                records.append(NewEntry(entry=entry, first_seen=now))
-                continue
-            matches = analysis.matches
-            records.append(
-                NewEntry(
-                    entry=entry,
-                    first_seen=now,
-                    matches=matches,
-                    snippet=analysis.snippet,
-                    # as written: `rules test` folds it again, and quotes it as published
-                    document={**analysis.document.fields, **analysis.document.display},
-                    outgoing=self._outgoing(config, label, entry, analysis),
-                    story=(
-                        Story(
-                            canonical_url(entry.link) if entry.link else None,
-                            analysis.story,
-                            config.settings.story_window,
-                        )
-                        if analysis.story is not None
-                        else None
-                    ),
-                )
+    async def _apply(self, intents: update.Intents) -> None:
+        """Store what the poll decided, in one transaction."""
+        if intents.commits_entries:
+            await self._store(
+                self._storage.commit_poll,
+                intents.state,
+                list(intents.records),
+                list(intents.notices),
+                list(intents.listed),
             )
-            if matches:
-                terms = tuple(dict.fromkeys(t for m in matches for t in m.terms))
-                rule_names = tuple(m.rule for m in matches)
-                alerts.append(
-                    Alert(label, entry.title, entry.link, entry.published, rule_names, terms)
-                )
-
-        due = decide.next_due(
-            now=now, interval=interval, error_count=0, result=result, parsed=parsed, rng=self._rng
-        )
-        state = replace(state, next_due=due)
-        if not dry_run:
-            notices = self._notices(config, label, errors_before, 0, None)
-            await self._store(self._storage.commit_poll, state, records, notices)
-        self._log(label, result, len(new), len(alerts), started, match_error or parsed.warning)
-        return PollOutcome(label, result.status, match_error, len(new), tuple(alerts), due)
-
-    def _answered(self, label: str, state: FeedState, result: FetchResult) -> FeedState:
-        """The state of a feed whose URL answered with a feed: a permanent redirect
-        it followed is adopted, and a gone feed is back."""
-        if result.permanent_redirect and result.permanent_redirect != state.url:
-            log.info(
-                "feed=%r moved permanently: now polling %s instead of %s",
-                label,
-                result.permanent_redirect,
-                state.url,
-            )
-            state = replace(state, url=result.permanent_redirect)
-        if state.gone:
-            log.info("feed=%r answers with a feed again after 410 Gone: polling resumes", label)
-            state = replace(state, gone=False)
-        return state
+        else:
+            await self._store(self._storage.save_feed_state, intents.state, list(intents.notices))
 
     async def _analyze(
         self,
@@ -450,108 +358,32 @@ class Poller:
         log.warning("article=%s error=%r (matched on the feed text)", link, problem)
         return None, problem
 
-    def _outgoing(
-        self, config: Config, feed: str, entry: FeedEntry, analysis: Analysis
-    ) -> tuple[Outgoing, ...]:
-        """One outbox row per URL of each notifier a matched rule routes to; the
-        alert names only the rules that route to that notifier, quoted at the
-        first hit of the first of them."""
-        matches = analysis.matches
-        if not matches:
-            return ()
-        by_rule = {r.name: r for r in config.rules}
-        everyone = [n.name for n in config.notifiers] or [notify.CONSOLE]
-        routed: dict[str, list[RuleMatch]] = {}
-        for m in matches:
-            for name in by_rule[m.rule].notify or everyone:
-                routed.setdefault(name, []).append(m)
-        urls = config.notifier_urls()
-        out: list[Outgoing] = []
-        for name, rule_matches in routed.items():
-            first = rule_matches[0]
-            item = AlertItem(
-                feed=feed,
-                title=entry.title,
-                link=entry.link,
-                published=entry.published,
-                rules=tuple(m.rule for m in rule_matches),
-                terms=tuple(dict.fromkeys(t for m in rule_matches for t in m.terms)),
-                snippet=snippet(analysis.document, first.hits[0]) if first.hits else None,
-                priority=any(by_rule[m.rule].priority == "high" for m in rule_matches),
-            )
-            out.extend(Outgoing(name, position, item) for position in range(urls[name]))
-        return tuple(out)
-
-    def _notices(
-        self, config: Config, label: str, before: int, after: int, error: str | None
-    ) -> list[tuple[str, int, Notice]]:
-        """The operator's notice when a feed starts failing or recovers (once each)."""
-        admin = config.settings.admin_notify
-        if admin is None:
-            return []
-        if error is not None:  # an error may quote a URL with a token
-            error = Redactor(config.secrets).redact(error)
-        notice = decide.feed_notice(label, before, after, config.settings.admin_failures, error)
-        return [(admin, config.notifier_urls()[admin], notice)] if notice else []
-
-    async def _failed(
-        self,
-        label: str,
-        state: FeedState,
-        result: FetchResult,
-        parsed: ParsedFeed | None,
-        interval: float,
-        now: datetime,
-        dry_run: bool,
-        started: float,
-        note: str | None = None,
-    ) -> PollOutcome:
-        error = (parsed.error if parsed and parsed.error else result.error) or "failed"
-        count = state.error_count + 1
-        # A 410 makes the feed gone; it stays gone (asked daily) until it answers with a feed.
-        gone = result.status == 410 or state.gone
-        if gone:
-            due = decide.probe_due(now, self._rng)
-        else:
-            due = decide.next_due(
-                now=now,
-                interval=interval,
-                error_count=count,
-                result=result,
-                parsed=None,
-                rng=self._rng,
-            )
-        state = replace(state, last_error=error, error_count=count, next_due=due, gone=gone)
-        if not dry_run:
-            notices = self._notices(self._context().config, label, count - 1, count, error)
-            await self._store(self._storage.save_feed_state, state, notices)
-        log.warning(
-            "feed=%r status=%s error=%r errors=%d next=%s%s%s",
-            label,
-            result.status,
-            error,
-            count,
-            due.isoformat(timespec="seconds"),
-            " (gone: asked again daily)" if gone else "",
-            f" note={note!r}" if note else "",
-        )
-        return PollOutcome(label, result.status, error, 0, (), due)
-
     def _log(
-        self,
-        label: str,
-        result: FetchResult,
-        new: int,
-        matched: int,
-        started: float,
-        note: str | None,
+        self, feed: FeedSpec, intents: update.Intents, result: FetchResult, started: float
     ) -> None:
+        name, state = intents.label, intents.state
+        for message in intents.messages:
+            log.info("feed=%r %s", name, message)
+        if intents.given_up:
+            log.warning("feed=%r entry given up: %s", name, intents.given_up)
+        if intents.error and not intents.commits_entries:  # the poll failed
+            log.warning(
+                "feed=%r status=%s error=%r errors=%d next=%s%s%s",
+                name,
+                result.status,
+                intents.error,
+                state.error_count,
+                state.next_due.isoformat(timespec="seconds") if state.next_due else "-",
+                " (gone: asked again daily)" if state.gone else "",
+                f" note={intents.note!r}" if intents.note else "",
+            )
+            return
         log.info(
             "feed=%r status=%s new=%d matched=%d elapsed=%.3fs%s",
-            label,
+            name,
             result.status,
-            new,
-            matched,
+            intents.new,
+            len(intents.alerts),
             time.monotonic() - started,
-            f" note={note!r}" if note else "",
+            f" note={intents.note!r}" if intents.note else "",
         )

@@ -1,133 +1,158 @@
-"""APScheduler drives the polling: one job per feed, at the due time the store holds.
+"""APScheduler drives the polling: one ticking job claims the feeds that are due.
 
-Each feed's job is a one-shot date job; when a poll finishes, the pipeline's
-decision (interval, jitter, backoff, Retry-After, ttl) becomes the feed's
-next job. Job ids are feed keys, and a feed whose poll is still running is
-not started again, so one feed is never polled twice at once; the due time
-lives in the store, so a restart resumes where the last run stopped instead
-of polling everything at once.
+Which feed is due when lives in the store (``next_due``), not in memory: the
+ticking job claims due feeds from the store in batches, each with a lease, and
+hands them to the poller, as many as there are free poll slots. A feed leased
+to a poll is not claimed again (by this process or another on the same
+database) until the poll writes its state, which ends the lease, or the lease
+runs out because the process died. Polls in flight renew their leases. A
+restart resumes where the last run stopped; `monitor feeds pause/resume` and
+`monitor poll --feed` beside a running daemon just write the store.
 
-The job only *starts* the poll, as an asyncio task this scheduler owns:
-APScheduler's ``shutdown`` cancels the coroutines of running jobs at once,
-which would leave no poll in flight for the daemon's grace period to wait
-for. ``shutdown`` here stops starting polls, lets the ones in flight finish
-(they commit) for up to a grace period, and only then cancels the rest.
+A poll runs as an asyncio task this scheduler owns: APScheduler's
+``shutdown`` cancels the coroutines of running jobs at once, which would leave
+no poll in flight for the daemon's grace period to wait for. ``shutdown``
+here stops claiming, lets the polls in flight finish (they commit) for up to a
+grace period, and only then cancels the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.storage.base import FeedState
 
 log = logging.getLogger("monitor.scheduler")
 
-PollFn = Callable[[str], Awaitable[datetime | None]]
+TICK = 0.25  # seconds between claims of due feeds (a finished poll claims at once too)
+BATCH = 500  # feeds claimed at once at most
+RENEW_EVERY = 5.0  # seconds between renewals of the leases of polls in flight
+
+ClaimFn = Callable[[int], Awaitable[Sequence[FeedState]]]
+PollFn = Callable[[FeedState], Awaitable[None]]
+RenewFn = Callable[[Sequence[str]], Awaitable[None]]
 
 
 class FeedScheduler:
-    """Runs ``poll(key)`` for each feed when it is due; poll returns the next due time."""
+    """Claims due feeds from the store and polls them, at most ``limit()`` at once."""
 
-    def __init__(self, poll: PollFn) -> None:
+    def __init__(
+        self,
+        *,
+        claim: ClaimFn,
+        poll: PollFn,
+        renew: RenewFn,
+        limit: Callable[[], int],
+        tick: float = TICK,
+    ) -> None:
+        self._claim_fn = claim
         self._poll = poll
-        # A job only starts its poll as a task and ends at once, so the poll's next
-        # job (scheduled when the poll ends, maybe overdue already) is never skipped
-        # by APScheduler as a second instance of a job still running (issue 10).
+        self._renew = renew
+        self._limit = limit
+        self._tick_every = tick
         self._scheduler = AsyncIOScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._claiming = asyncio.Lock()
+        self._backlog = False  # the last claim took all it asked for: more may be due
+        self._renewed = 0.0
 
     def start(self) -> None:
+        self._scheduler.add_job(
+            self.tick, IntervalTrigger(seconds=self._tick_every), id="tick", name="claim due feeds"
+        )
         self._scheduler.start()
 
-    def schedule(self, key: str, when: datetime) -> None:
-        """(Re)schedule the feed's next poll (ignored once shutdown began)."""
-        if self._stopping:
-            return
-        self._scheduler.add_job(
-            self._start,
-            trigger=DateTrigger(run_date=when),
-            args=(key,),
-            id=key,
-            name=key,
-            replace_existing=True,
-        )
-
-    def unschedule(self, key: str) -> None:
-        """Stop polling a feed (removed from the config, or paused); a poll in flight finishes."""
-        job = self._scheduler.get_job(key)
-        if job is not None:
-            job.remove()
-
-    def keys(self) -> set[str]:
-        """Feeds with a poll scheduled or in flight."""
-        return {job.id for job in self._scheduler.get_jobs()} | self._tasks.keys()
-
-    def next_run(self, key: str) -> datetime | None:
-        """When the feed's next poll starts; None when none is scheduled."""
-        job = self._scheduler.get_job(key)
-        if job is None:
-            return None
-        # A job added before the scheduler started has no next_run_time yet.
-        when: datetime | None = getattr(job, "next_run_time", None)
-        return when
-
-    def running(self, key: str) -> bool:
-        """Whether the feed's poll is in flight."""
-        return key in self._tasks
+    def add_job(self, fn: Callable[[], Awaitable[None]], trigger: object, name: str) -> None:
+        """Another job on the same scheduler (cron-style housekeeping)."""
+        self._scheduler.add_job(fn, trigger, id=name, name=name)
 
     @property
     def busy(self) -> int:
         """Polls in flight."""
         return len(self._tasks)
 
-    async def _start(self, key: str) -> None:
-        """The APScheduler job: start the poll as a task of our own and return at once."""
-        if key in self._tasks or self._stopping:
-            return  # still polling: that poll schedules the next one when it ends
-        task = asyncio.create_task(self._run(key), name=f"poll {key}")
-        self._tasks[key] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(key, None))
+    def running(self, key: str) -> bool:
+        """Whether the feed's poll is in flight here."""
+        return key in self._tasks
 
-    async def _run(self, key: str) -> None:
+    async def tick(self) -> None:
+        """Claim what is due (as many as there are free slots) and start those polls."""
+        if self._stopping or self._claiming.locked():
+            return
+        async with self._claiming:
+            loop = asyncio.get_running_loop()
+            if self._tasks and loop.time() - self._renewed >= RENEW_EVERY:
+                self._renewed = loop.time()
+                with contextlib.suppress(Exception):  # a lease runs out later, no harm now
+                    await self._renew(list(self._tasks))
+            while not self._stopping:
+                free = min(self._limit() - len(self._tasks), BATCH)
+                if free <= 0:
+                    self._backlog = True
+                    return
+                try:
+                    states = await self._claim_fn(free)
+                except Exception as exc:  # the store is busy or broken: next tick
+                    log.error("claiming due feeds failed: %s", exc)
+                    return
+                self._backlog = len(states) == free
+                for state in states:
+                    self._start(state)
+                if not self._backlog:
+                    return
+
+    def _start(self, state: FeedState) -> None:
+        key = state.key
+        if key in self._tasks:  # can't happen with leases; never poll a feed twice at once
+            return
+        task = asyncio.create_task(self._run(state), name=f"poll {key}")
+        self._tasks[key] = task
+        task.add_done_callback(lambda _t: self._done(key))
+
+    def _done(self, key: str) -> None:
+        self._tasks.pop(key, None)
+        if self._backlog and not self._stopping:  # a slot is free and more are due
+            asyncio.get_running_loop().create_task(self.tick())
+
+    async def _run(self, state: FeedState) -> None:
         try:
-            when = await self._poll(key)
+            await self._poll(state)
         except asyncio.CancelledError:
             # Shutdown cut the poll short after its grace; its transaction never
             # committed, so the next start polls the feed again. Not worth a traceback.
-            log.info("poll of %s interrupted by shutdown", key)
-            return
+            log.info("poll of %s interrupted by shutdown", state.configured or state.key)
         except Exception:
-            log.exception("poll of %s crashed; retrying in a minute", key)
-            when = datetime.now(UTC) + timedelta(minutes=1)
-        if when is not None:
-            self.schedule(key, when)
+            log.exception("poll of %s crashed", state.configured or state.key)
 
-    async def shutdown(self, grace: float) -> int:
-        """Start no more polls; give those in flight ``grace`` seconds, then cancel the rest.
+    async def shutdown(self, grace: float) -> list[str]:
+        """Claim no more; give the polls in flight ``grace`` seconds, then cancel the rest.
 
-        Returns how many polls were cancelled.
+        Returns the keys of the feeds whose polls were cancelled.
         """
         self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        tasks = list(self._tasks.values())
+        tasks = dict(self._tasks)
         if not tasks:
-            return 0
-        _done, pending = await asyncio.wait(tasks, timeout=grace)
+            return []
+        _done, pending = await asyncio.wait(tasks.values(), timeout=grace)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        return len(pending)
+        return [key for key, task in tasks.items() if task in pending]
 
 
 # -- digests ----------------------------------------------------------------------

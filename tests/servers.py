@@ -76,6 +76,7 @@ class FeedServer:
     special: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     # path -> seconds to wait before answering (a slow site)
     delay: dict[str, float] = field(default_factory=dict)
+    requests: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, path)
     _server: _ThreadedApp | None = None
 
     def put(self, path: str, body: bytes | str, content_type: str = "application/rss+xml") -> str:
@@ -90,6 +91,7 @@ class FeedServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] = self.hits.get(path, 0) + 1
+        self.requests.append((time.monotonic(), path))
         if path in self.delay:
             await asyncio.sleep(self.delay[path])
         if path in self.special:

@@ -150,7 +150,8 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
         """,
         [
             "feeds.yaml:2:3: settings: unknown key 'intervall' (known: database, interval, "
-            "timeout, max_age, extract, allow_private_addresses, retention, concurrency, "
+            "min_interval, max_interval, timeout, max_age, extract, allow_private_addresses, "
+            "retention, concurrency, "
             "per_host, user_agent, max_bytes, retry_delay, host_spacing, workers, story_window, "
             "admin_notify, admin_failures, worker_memory)"
         ],

@@ -520,7 +520,7 @@ def test_reload_composes_a_large_config_off_the_event_loop(tmp_path: Path) -> No
         loop = asyncio.get_running_loop()
         app = App(config)
         daemon = MonitorDaemon(app, {})
-        await daemon._schedule_all(config)  # as at start: the reload reschedules nothing
+        await daemon._plan()  # as at start
         worst, reloading = 0.0, True
 
         async def ticker() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
 
+from monitor import decide
 from monitor.decide import (
     MAX_BACKOFF,
     Carry,
@@ -370,3 +372,55 @@ def test_equally_sure_claims_go_in_config_order_and_one_url_continues_one_feed()
         ("https://x.example/feed/", "http://x.example/feed"),
     ]
     assert carry_over([Claim("https://x.example/feed")], stored)[0].rivals == ()
+
+
+# --------------------------------------------------------------------------
+# due times from the store: the plan at start, `interval: auto`
+
+
+def test_plan_spreads_new_feeds_and_feeds_overdue_past_their_interval() -> None:
+    rng = random.Random(1)
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    feeds = [
+        ("new", None, None, 600.0),
+        ("soon", now - timedelta(seconds=30), now - timedelta(seconds=630), 600.0),  # keeps
+        ("late", now - timedelta(hours=3), now - timedelta(hours=3, minutes=10), 600.0),
+        ("future", now + timedelta(minutes=5), now, 600.0),
+    ]
+    plan = dict(decide.plan_due(now, feeds, rng))
+    assert set(plan) == {"new", "late"}
+    assert now <= plan["new"] <= now + timedelta(seconds=30)
+    assert now <= plan["late"] <= now + timedelta(seconds=600)
+    # a thousand feeds overdue after a long downtime: spread over the interval, not one herd
+    many = [(f"f{i}", now - timedelta(days=1), None, 900.0) for i in range(1000)]
+    due = sorted((d - now).total_seconds() for _k, d in decide.plan_due(now, many, rng))
+    assert len(due) == 1000 and due[0] >= 0 and due[-1] <= 900
+    assert sum(1 for d in due if d < 90) < 150  # about a tenth in the first tenth
+
+
+def test_publishing_rate_weighs_entries_by_age_and_decays() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    week = timedelta(days=7)
+    # a first poll: a document of 20 entries spread over the last 20 days
+    dates = [now - timedelta(days=d) for d in range(20)]
+    rate = decide.publishing_rate(0.0, None, dates, now)
+    assert 6 < rate < 9  # about one a day, not twenty this week
+    assert decide.publishing_rate(0.0, None, [None, None], now) == 2.0  # undated: now
+    # a week without entries: e^-1 of it left
+    later = decide.publishing_rate(rate, now, [], now + week)
+    assert later == pytest.approx(rate / math.e)
+
+
+@pytest.mark.parametrize(
+    ("per_week", "expected"),
+    [
+        (0.0, 6 * 3600.0),  # quiet: the longest
+        (7.0, 6 * 3600.0),  # a day's gap / 4 = 6 h
+        (28.0, 1.5 * 3600.0),  # four a day: every 1 h 30 m
+        (100_000.0, 300.0),  # busy: the shortest
+    ],
+)
+def test_auto_interval_is_a_quarter_of_the_average_gap_within_its_range(
+    per_week: float, expected: float
+) -> None:
+    assert decide.auto_interval(per_week, 300.0, 6 * 3600.0) == pytest.approx(expected)

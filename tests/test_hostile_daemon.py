@@ -114,7 +114,7 @@ def test_hostile_feeds_get_errors_while_the_healthy_feed_keeps_its_schedule(
             site.put("/healthy.xml", rss([Item("DeepSeek kommt", site.url("/1"))], title="Healthy"))
             published = time.monotonic()
             wanted = "[DeepSeek] DeepSeek kommt"
-            assert wait_for(lambda: wanted in [m["title"] for m in chat.received], 10)
+            assert wait_for(lambda: wanted in chat.alerts(), 10)
             alert_delay = time.monotonic() - published
             time.sleep(max(0.0, 12 - (time.monotonic() - started)))
             polls = site.hits["/healthy.xml"]
@@ -200,7 +200,7 @@ def test_twenty_entity_bombs_do_not_delay_a_healthy_feeds_alert_past_three_inter
             site.put("/healthy.xml", rss([Item("DeepSeek kommt", site.url("/1"))], title="Healthy"))
             published = time.monotonic()
             wanted = "[DeepSeek] DeepSeek kommt"
-            assert wait_for(lambda: wanted in [m["title"] for m in chat.received], 20)
+            assert wait_for(lambda: wanted in chat.alerts(), 20)
             alert_delay = time.monotonic() - published
             # every bomb polled at least twice: parsed once, then known
             assert wait_for(lambda: all(site.hits.get(p, 0) >= 2 for p in bombs), 20), sorted(

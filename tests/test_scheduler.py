@@ -1,53 +1,91 @@
-"""FeedScheduler with the real APScheduler: every feed keeps being polled, never twice at once."""
+"""FeedScheduler with the real APScheduler: due feeds are claimed from a store, each feed
+is polled again when it is due (also when its poll took longer than its interval), never
+twice at once, never more at once than the limit, and a backlog drains without waiting
+for the tick."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from monitor.scheduler import FeedScheduler
+from monitor.storage.base import FeedState
 
 
-def _run_for(seconds: float, poll_seconds: float, next_in: float) -> tuple[Counter[str], int]:
-    """Two feeds whose polls take ``poll_seconds`` and are due again ``next_in`` s after
-    they start; returns the polls per feed and the most polls of one feed at once."""
+class Store:
+    """Due times and leases in memory, with the claim semantics of the real store."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        now = datetime.now(UTC)
+        self.due = {k: now for k in keys}
+        self.leased: set[str] = set()
+
+    async def claim(self, limit: int) -> list[FeedState]:
+        now = datetime.now(UTC)
+        ready = sorted((d, k) for k, d in self.due.items() if d <= now and k not in self.leased)
+        keys = [k for _d, k in ready[:limit]]
+        self.leased.update(keys)
+        return [FeedState(key=k, url=k) for k in keys]
+
+    async def renew(self, keys: Sequence[str]) -> None:
+        return None
+
+
+def _run(
+    keys: Sequence[str], seconds: float, poll_seconds: float, next_in: float, limit: int = 10
+) -> tuple[Counter[str], int, int]:
+    """Polls that take ``poll_seconds`` and are due again ``next_in`` s after they start.
+    Returns the polls per feed, the most polls of one feed at once, the most at once."""
+    store = Store(keys)
     calls: Counter[str] = Counter()
     running: Counter[str] = Counter()
-    most = 0
+    most_one = most_all = 0
 
-    async def poll(key: str) -> datetime:
-        nonlocal most
+    async def poll(state: FeedState) -> None:
+        nonlocal most_one, most_all
         started = datetime.now(UTC)
-        calls[key] += 1
-        running[key] += 1
-        most = max(most, running[key])
+        calls[state.key] += 1
+        running[state.key] += 1
+        most_one = max(most_one, running[state.key])
+        most_all = max(most_all, sum(running.values()))
         try:
             await asyncio.sleep(poll_seconds)
         finally:
-            running[key] -= 1
-        return started + timedelta(seconds=next_in)
+            running[state.key] -= 1
+            store.due[state.key] = started + timedelta(seconds=next_in)
+            store.leased.discard(state.key)  # the state write ends the lease
 
     async def main() -> None:
-        scheduler = FeedScheduler(poll)
-        for key in ("a", "b"):
-            scheduler.schedule(key, datetime.now(UTC))
+        scheduler = FeedScheduler(
+            claim=store.claim, poll=poll, renew=store.renew, limit=lambda: limit, tick=0.2
+        )
         scheduler.start()
         await asyncio.sleep(seconds)
         await scheduler.shutdown(0)
 
     asyncio.run(main())
-    return calls, most
+    return calls, most_one, most_all
 
 
 def test_a_feed_whose_poll_takes_longer_than_its_interval_is_polled_again_at_once() -> None:
     # due again 0.1 s after it started, but the poll takes 0.3 s: the next one is overdue
-    calls, most = _run_for(2.0, poll_seconds=0.3, next_in=0.1)
+    calls, most_one, _ = _run(["a", "b"], 2.0, poll_seconds=0.3, next_in=0.1)
     assert min(calls["a"], calls["b"]) >= 4, calls  # one after the other, about 6 each
-    assert most == 1
+    assert most_one == 1
 
 
 def test_a_feed_is_polled_again_when_it_is_due() -> None:
-    calls, most = _run_for(1.5, poll_seconds=0.01, next_in=0.25)
+    calls, most_one, _ = _run(["a", "b"], 1.5, poll_seconds=0.01, next_in=0.25)
     assert 4 <= min(calls["a"], calls["b"]) <= 7, calls
-    assert most == 1
+    assert most_one == 1
+
+
+def test_no_more_polls_at_once_than_the_limit_and_a_backlog_does_not_wait_for_the_tick() -> None:
+    keys = [f"f{i}" for i in range(60)]
+    # 60 feeds due at once, 5 at a time, 0.05 s each: 12 waves in about 0.6 s, far
+    # fewer than one tick (0.2 s) per wave would allow in 1.2 s
+    calls, most_one, most_all = _run(keys, 1.2, poll_seconds=0.05, next_in=3600, limit=5)
+    assert most_all == 5 and most_one == 1
+    assert sorted(calls) == sorted(keys) and set(calls.values()) == {1}

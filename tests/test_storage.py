@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.storage.base import FeedRef, FeedState, NewEntry, Outgoing, StorageError
+from monitor.storage.base import FeedRef, FeedState, FeedStats, NewEntry, Outgoing, StorageError
 from monitor.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from monitor.types import AlertItem, FeedEntry, Hit, Message, Notice, RuleMatch, Snippet
 
@@ -134,7 +134,8 @@ def test_read_only_open_reads_what_a_running_writer_committed_and_never_writes(
     writer.commit_poll(_state(writer, title="News"), [_new(1)])  # in the WAL, not checkpointed
     reader = SQLiteStorage(path, readonly=True)
     try:
-        assert [(s.title, s.entries) for s in reader.feed_states()] == [("News", 1)]
+        assert [s.title for s in reader.feed_states()] == ["News"]
+        assert {k: v.entries for k, v in reader.feed_stats().items()} == {FEED: 1}
         with pytest.raises(sqlite3.OperationalError, match="readonly database"):
             reader.set_meta("x", "y")
         # every thread gets its own connection, read-only too
@@ -237,7 +238,7 @@ def test_commit_poll_writes_state_entries_matches_and_outbox(store: SQLiteStorag
         200,
         T0,
     )
-    assert (after.entries, after.matches) == (2, 1)
+    assert store.feed_stats()[FEED] == FeedStats(entries=2, matches=1)
     assert store.outbox_stats().pending == 2
 
 
@@ -287,7 +288,7 @@ def test_commit_poll_failing_in_the_database_mid_way_rolls_back(
 def test_entry_committed_twice_is_stored_once(store: SQLiteStorage) -> None:
     assert len(store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))])) == 1
     assert store.commit_poll(_state(store), [_new(1, outgoing=(("chat", 0),))]) == []
-    assert store.feed_state(FEED).entries == 1
+    assert store.feed_stats()[FEED].entries == 1
     assert store.outbox_stats().pending == 1
 
 
@@ -597,6 +598,72 @@ def test_a_story_older_than_the_window_or_another_story_alerts_again(store: SQLi
     assert store.prune_stories(T0 + timedelta(hours=2)) == 0
 
 
+def test_due_feeds_are_claimed_with_a_lease_once_and_never_when_paused_or_not_configured(
+    tmp_path: Path,
+) -> None:
+    a = SQLiteStorage(tmp_path / "m.db")  # two processes on one database
+    b = SQLiteStorage(tmp_path / "m.db")
+    feeds = [f"https://f{i}.example/rss" for i in range(5)]
+    a.ensure_feeds([FeedRef(f) for f in feeds])
+    a.set_due([(f, T0 - timedelta(minutes=5 - i)) for i, f in enumerate(feeds)])
+    a.pause_feed(feeds[4])
+    lease = T0 + timedelta(seconds=15)
+    got_a = a.claim_due_feeds(T0, "A", lease, 2)
+    assert [s.key for s in got_a] == feeds[:2]  # oldest due first
+    got_b = b.claim_due_feeds(T0, "B", lease, 10)
+    assert [s.key for s in got_b] == feeds[2:4]  # not A's, not the paused one
+    assert b.claim_due_feeds(T0, "B", lease, 10) == []
+    # the state write of a poll ends its lease: due again when its next time comes
+    a.save_feed_state(replace(got_a[0], next_due=T0 + timedelta(seconds=5)))
+    assert [s.key for s in b.claim_due_feeds(T0 + timedelta(seconds=6), "B", lease, 10)] == [
+        feeds[0]
+    ]
+    # A dies: its other lease runs out (or is released) and B takes the feed over
+    assert b.claim_due_feeds(T0 + timedelta(seconds=10), "B", lease, 10) == []
+    a.renew_leases([feeds[1]], "A", T0 + timedelta(seconds=30))
+    b.renew_leases([feeds[0], feeds[2], feeds[3]], "B", T0 + timedelta(seconds=30))
+    assert b.claim_due_feeds(T0 + timedelta(seconds=20), "B", lease, 10) == []
+    assert b.lease_owners() == {"A", "B"}
+    b.release_feeds(None, "A")
+    assert [s.key for s in b.claim_due_feeds(T0 + timedelta(seconds=20), "B", lease, 10)] == [
+        feeds[1]
+    ]
+    # a feed the config no longer lists is not polled
+    a.ensure_feeds([FeedRef(f) for f in feeds[1:]])
+    a.release_feeds(None, "B")
+    keys = {s.key for s in a.claim_due_feeds(T0 + timedelta(days=1), "A", lease, 10)}
+    assert keys == set(feeds[1:4])
+    assert b.next_due() is not None
+    a.close()
+    b.close()
+
+
+def test_history_past_the_retention_is_pruned_but_never_an_entry_the_feed_still_lists(
+    store: SQLiteStorage,
+) -> None:
+    day = timedelta(days=1)
+    old = [_new(n, at=T0, rules=("AI",), outgoing=(("chat", 0),)) for n in (1, 2, 3)]
+    store.commit_poll(_state(store, last_poll=T0, last_parsed=T0), old)
+    d1, d2, _d3 = store.due_deliveries(T0)
+    store.delivered([d1.id, d2.id], T0)  # d3 is still pending
+    # forty days later the document changed: it still lists entry 1, not 2 or 3
+    later = T0 + 40 * day
+    store.commit_poll(
+        _state(store, last_poll=later, last_parsed=later),
+        [_new(4, at=later)],
+        listed=["guid-1"],
+    )
+    assert store.prune_history(T0 + 30 * day) == 1  # entry 2: unlisted, sent
+    assert store.seen(FEED, ["guid-1", "guid-2", "guid-3", "guid-4"], []) == {
+        "guid-1",  # still listed: never new again
+        "guid-3",  # its alert is still to be sent
+        "guid-4",
+    }
+    assert [m.title for m in store.matches_since(T0 - day)] == ["Article 3", "Article 1"]
+    assert store.outbox_stats().sent == 1 and store.outbox_stats().pending == 1
+    assert store.prune_history(T0 + 30 * day) == 0
+
+
 def test_one_daemon_per_database(tmp_path: Path) -> None:
     first = SQLiteStorage(tmp_path / "m.db")
     second = SQLiteStorage(tmp_path / "m.db")
@@ -751,7 +818,7 @@ def test_an_old_database_migrates_with_its_feeds_entries_and_outbox(tmp_path: Pa
             FEED,
             "https://moved.example.com/feed.xml",
         )
-        assert (state.title, state.etag, state.last_poll, state.entries) == (
+        assert (state.title, state.etag, state.last_poll, s.feed_stats()[state.key].entries) == (
             "Example",
             '"e1"',
             T0,
@@ -780,7 +847,8 @@ def test_a_feed_whose_url_changed_scheme_keeps_its_entries(tmp_path: Path) -> No
         assert "scheme" in moved.reason
         state = s.feed_state(new)
         assert (state.key, state.url, state.configured) == (old, new, new)
-        assert (state.etag, state.next_due, state.entries) == ('"e"', T0, 1)  # carried over
+        assert (state.etag, state.next_due) == ('"e"', T0)  # carried over
+        assert s.feed_stats()[state.key].entries == 1
         assert s.seen(state.key, ["guid-1"], []) == {"guid-1"}  # not new under the new URL
         assert [f.earlier_urls for f in s.feed_states()] == [(old,)]
         assert s.ensure_feeds([FeedRef(new, "News")]) == []  # known now
@@ -832,7 +900,7 @@ def test_a_poll_in_flight_while_the_feed_moved_does_not_undo_the_move(
     store.commit_poll(replace(before, etag='"late"', error_count=5), [_new(1)])  # it ends
     state = store.feed_state(new)
     assert (state.url, state.configured, state.etag, state.error_count) == (new, new, None, 0)
-    assert state.entries == 1  # the entries it found are the feed's all the same
+    assert store.feed_stats()[state.key].entries == 1  # the entries it found are the feed's
 
 
 def test_an_adopted_redirect_remembers_the_url_polled_before(store: SQLiteStorage) -> None:

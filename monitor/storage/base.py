@@ -84,9 +84,11 @@ class FeedState:
     failing_entries: tuple[tuple[str, int], ...] = ()
     entry_error: str | None = None  # the last entry recorded without matching, and why
     article_error: str | None = None  # the last article page that could not be used, and why
-    earlier_urls: tuple[str, ...] = ()  # configured or polled before (feed_states only)
-    entries: int = 0
-    matches: int = 0
+    earlier_urls: tuple[str, ...] = ()  # configured or polled before
+    rate: float = 0.0  # new entries a week, decayed (decide.publishing_rate): `interval: auto`
+    rate_at: datetime | None = None  # when ``rate`` was last brought up to date
+    last_parsed: datetime | None = None  # the last poll whose document parsed
+    last_new: datetime | None = None  # the last poll that brought a new entry
 
     @property
     def condition(self) -> str:
@@ -96,6 +98,14 @@ class FeedState:
         if self.gone:
             return "gone"
         return "failing" if self.last_error else "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStats:
+    """Counts of a feed's history, for ``status`` (a query, never part of a poll)."""
+
+    entries: int = 0
+    matches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,7 @@ class MatchRecord:
     also: tuple[str, ...] = ()  # the feeds that reported the same story later
     copy_of: str | None = None  # for a later copy: the feed that reported it first
     entry: int = 0
+    key: str = ""  # the feed's key
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +238,37 @@ class Storage(Protocol):
     def feed_state(self, url: str) -> FeedState:
         """The state of the feed configured at ``url`` (created empty if unknown)."""
 
-    def feed_states(self, *, counts: bool = True) -> list[FeedState]:
-        """Every known feed; ``counts=False`` leaves entries/matches and earlier URLs
-        empty (much cheaper)."""
+    def feed_states(self) -> list[FeedState]:
+        """Every known feed's stored state (its counts: ``feed_stats``)."""
+
+    def feed_stats(self) -> dict[str, FeedStats]:
+        """Per feed key: how many entries and matches it has stored (for ``status``)."""
+
+    def claim_due_feeds(
+        self, now: datetime, owner: str, until: datetime, limit: int
+    ) -> list[FeedState]:
+        """Lease up to ``limit`` feeds that are due (configured, not paused, not leased
+        by anyone now) to ``owner`` until ``until``; oldest due first. A feed is
+        polled by one process at a time: its lease ends when its state is written
+        (``save_feed_state``, ``commit_poll``), released, or runs out."""
+
+    def renew_leases(self, keys: Sequence[str], owner: str, until: datetime) -> None:
+        """Keep ``owner``'s leases on these feeds (polls still running) until ``until``."""
+
+    def release_feeds(self, keys: Sequence[str] | None, owner: str) -> int:
+        """End ``owner``'s leases on these feeds (None: all of them, e.g. of a dead process)."""
+
+    def lease_owners(self) -> set[str]:
+        """The owners of leases on feeds now."""
+
+    def set_due(self, due: Sequence[tuple[str, datetime]]) -> None:
+        """Set feeds' next due times (a plan: first polls spread, overdue ones spread)."""
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time of the feeds that are polled."""
+
+    def request_poll(self, keys: Sequence[str], now: datetime) -> None:
+        """Make feeds due now (``monitor poll --feed`` beside a running daemon)."""
 
     def save_feed_state(
         self, state: FeedState, notices: Sequence[tuple[str, int, Notice]] = ()
@@ -249,8 +288,12 @@ class Storage(Protocol):
         state: FeedState,
         entries: Sequence[NewEntry],
         notices: Sequence[tuple[str, int, Notice]] = (),
+        listed: Sequence[str] = (),
     ) -> list[int]:
         """Write state, entries, matches, outbox rows and ``notices`` in one transaction.
+
+        ``listed`` are the identities of entries already known that the
+        document still lists: they are kept past the retention for dedup.
 
         One story, one alert: an entry with a ``story`` whose canonical link, or
         whose fingerprint is ``story.similar`` to that of an entry already
@@ -352,6 +395,12 @@ class Storage(Protocol):
 
     def articles_since(self, since: datetime) -> list[StoredArticle]:
         """Stored normalized article texts, oldest first."""
+
+    def prune_history(self, before: datetime, limit: int = 2000) -> int:
+        """Forget up to ``limit`` entries first seen before ``before`` (the retention),
+        with their matches and outbox rows (sent, failed or dropped; never pending), unless
+        their feed still lists them (listed since its document last changed): an
+        entry a feed lists is never new again. Returns how many entries."""
 
     def prune_stories(self, before: datetime, limit: int = 2000) -> int:
         """Forget up to ``limit`` stories first seen before ``before``; returns how many."""

@@ -20,6 +20,7 @@ from monitor.storage.base import (
     Delivery,
     FeedRef,
     FeedState,
+    FeedStats,
     MatchRecord,
     NewEntry,
     NotifierOutbox,
@@ -177,6 +178,23 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (entry, rule)
     );
     CREATE INDEX story_rules_first ON story_rules (first);
+    """,
+    # 6: due feeds come from the store: which feeds the config lists (active),
+    # leases on the ones being polled, the publishing rate for `interval: auto`;
+    # retention for everything: when an entry was last listed by its feed, and
+    # when the feed's document last parsed.
+    """
+    ALTER TABLE feeds ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE feeds ADD COLUMN leased_by TEXT;
+    ALTER TABLE feeds ADD COLUMN lease_until REAL;
+    ALTER TABLE feeds ADD COLUMN rate REAL NOT NULL DEFAULT 0;
+    ALTER TABLE feeds ADD COLUMN rate_at REAL;
+    ALTER TABLE feeds ADD COLUMN last_parsed REAL;
+    ALTER TABLE feeds ADD COLUMN last_new REAL;
+    CREATE INDEX feeds_due ON feeds (active, paused, next_due);
+    ALTER TABLE entries ADD COLUMN last_listed REAL;
+    CREATE INDEX entries_first_seen ON entries (first_seen);
+    CREATE INDEX outbox_created ON outbox (status, created);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -426,13 +444,24 @@ class SQLiteStorage:
 
     def ensure_feeds(self, feeds: Iterable[FeedRef]) -> list[CarriedOver]:
         refs = list(feeds)
-        known = dict(
-            self._db.execute("SELECT configured, name FROM feeds WHERE configured IS NOT NULL")
-        )
-        if all(r.url in known and known[r.url] == r.name for r in refs):
+        known = {
+            str(url): (name, bool(active))
+            for url, name, active in self._db.execute(
+                "SELECT configured, name, active FROM feeds WHERE configured IS NOT NULL"
+            )
+        }
+        wanted = {r.url for r in refs}
+        listed = sum(1 for _n, active in known.values() if active)
+        if listed == len(wanted) and all(known.get(r.url) == (r.name, True) for r in refs):
             return []  # the usual reload: nothing to write
         with self._transaction():
             carried = self._sync_feeds(refs)
+            # Only the feeds the config lists are polled (the others keep their
+            # entries, in case they come back or another URL continues them).
+            self._db.execute("UPDATE feeds SET active = 0 WHERE active = 1")
+            self._db.executemany(
+                "UPDATE feeds SET active = 1 WHERE configured = ?", [(u,) for u in wanted]
+            )
         return carried
 
     def _sync_feeds(self, refs: list[FeedRef]) -> list[CarriedOver]:
@@ -504,14 +533,8 @@ class SQLiteStorage:
     _STATE_COLUMNS = (
         "key, url, configured, title, etag, last_modified, body_hash, last_poll, last_status,"
         " last_error, error_count, next_due, gone, paused, failed_hash, failed_error,"
-        " failed_tries, failing_entries, entry_error, article_error"
-    )
-    _ENTRY_COUNTS = (
-        ", (SELECT count(*) FROM entries e WHERE e.feed = f.key),"
-        " (SELECT count(*) FROM matches m JOIN entries e ON e.id = m.entry WHERE e.feed = f.key)"
-    )
-    _COUNT_COLUMNS = (
-        _ENTRY_COUNTS + ","
+        " failed_tries, failing_entries, entry_error, article_error, rate, rate_at,"
+        " last_parsed, last_new,"
         " (SELECT json_group_array(url) FROM (SELECT url FROM feed_urls u WHERE u.feed = f.key"
         " ORDER BY u.id))"
     )
@@ -519,7 +542,7 @@ class SQLiteStorage:
     @staticmethod
     def _feed_row(row: tuple[object, ...]) -> FeedState:
         (key, url, configured, title, etag, lm, bh, lp, ls, le, ec, nd, gone, paused) = row[:14]
-        (fh, fe, ft, failing, ee, ae, n_entries, n_matches, earlier) = row[14:]
+        (fh, fe, ft, failing, ee, ae, rate, rate_at, parsed, last_new, earlier) = row[14:]
         return FeedState(
             key=str(key),
             url=str(url),
@@ -544,25 +567,109 @@ class SQLiteStorage:
             entry_error=ee,  # type: ignore[arg-type]
             article_error=ae,  # type: ignore[arg-type]
             earlier_urls=tuple(json.loads(str(earlier))) if earlier else (),
-            entries=int(n_entries),  # type: ignore[call-overload]
-            matches=int(n_matches),  # type: ignore[call-overload]
+            rate=float(rate or 0.0),  # type: ignore[arg-type]
+            rate_at=_dt(rate_at),  # type: ignore[arg-type]
+            last_parsed=_dt(parsed),  # type: ignore[arg-type]
+            last_new=_dt(last_new),  # type: ignore[arg-type]
         )
 
     def feed_state(self, url: str) -> FeedState:
         row = self._db.execute(
-            f"SELECT {self._STATE_COLUMNS}{self._ENTRY_COUNTS}, NULL FROM feeds f"
-            " WHERE configured = ?",
-            (url,),
+            f"SELECT {self._STATE_COLUMNS} FROM feeds f WHERE configured = ?", (url,)
         ).fetchone()
         if row is None:
             key = self._insert_feed(url, None)
             return FeedState(key=key, url=url, configured=url)
         return self._feed_row(row)
 
-    def feed_states(self, *, counts: bool = True) -> list[FeedState]:
-        extra = self._COUNT_COLUMNS if counts else ", 0, 0, NULL"
-        rows = self._db.execute(f"SELECT {self._STATE_COLUMNS}{extra} FROM feeds f ORDER BY key")
+    def feed_states(self) -> list[FeedState]:
+        rows = self._db.execute(f"SELECT {self._STATE_COLUMNS} FROM feeds f ORDER BY key")
         return [self._feed_row(r) for r in rows]
+
+    def feed_stats(self) -> dict[str, FeedStats]:
+        stats: dict[str, FeedStats] = {}
+        for key, n in self._db.execute("SELECT feed, count(*) FROM entries GROUP BY feed"):
+            stats[key] = FeedStats(entries=int(n))
+        for key, n in self._db.execute(
+            "SELECT e.feed, count(*) FROM matches m JOIN entries e ON e.id = m.entry"
+            " GROUP BY e.feed"
+        ):
+            stats[key] = replace(stats.get(key, FeedStats()), matches=int(n))
+        return stats
+
+    # due feeds --------------------------------------------------------------
+
+    def claim_due_feeds(
+        self, now: datetime, owner: str, until: datetime, limit: int
+    ) -> list[FeedState]:
+        if limit <= 0:
+            return []
+        with self._transaction():
+            keys = [
+                r[0]
+                for r in self._db.execute(
+                    "UPDATE feeds SET leased_by = ?, lease_until = ? WHERE key IN ("
+                    " SELECT key FROM feeds WHERE active = 1 AND paused = 0"
+                    " AND (next_due IS NULL OR next_due <= ?)"
+                    " AND (lease_until IS NULL OR lease_until <= ?)"
+                    " ORDER BY next_due LIMIT ?) RETURNING key",
+                    (owner, until.timestamp(), now.timestamp(), now.timestamp(), limit),
+                )
+            ]
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(
+            f"SELECT {self._STATE_COLUMNS} FROM feeds f WHERE key IN ({marks})"
+            " ORDER BY next_due, key",
+            keys,
+        )
+        return [self._feed_row(r) for r in rows]
+
+    def renew_leases(self, keys: Sequence[str], owner: str, until: datetime) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE feeds SET lease_until = ? WHERE key = ? AND leased_by = ?",
+                [(until.timestamp(), k, owner) for k in keys],
+            )
+
+    def release_feeds(self, keys: Sequence[str] | None, owner: str) -> int:
+        with self._transaction():
+            if keys is None:
+                cur = self._db.execute(
+                    "UPDATE feeds SET leased_by = NULL, lease_until = NULL WHERE leased_by = ?",
+                    (owner,),
+                )
+                return cur.rowcount
+            self._db.executemany(
+                "UPDATE feeds SET leased_by = NULL, lease_until = NULL"
+                " WHERE key = ? AND leased_by = ?",
+                [(k, owner) for k in keys],
+            )
+            return len(keys)
+
+    def lease_owners(self) -> set[str]:
+        rows = self._db.execute("SELECT DISTINCT leased_by FROM feeds WHERE leased_by IS NOT NULL")
+        return {str(r[0]) for r in rows}
+
+    def set_due(self, due: Sequence[tuple[str, datetime]]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE feeds SET next_due = ? WHERE key = ?",
+                [(when.timestamp(), key) for key, when in due],
+            )
+
+    def next_due(self) -> datetime | None:
+        row = self._db.execute(
+            "SELECT min(next_due) FROM feeds WHERE active = 1 AND paused = 0"
+        ).fetchone()
+        return _dt(row[0]) if row else None
+
+    def request_poll(self, keys: Sequence[str], now: datetime) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE feeds SET next_due = ? WHERE key = ?", [(now.timestamp(), k) for k in keys]
+            )
 
     def _write_state(self, s: FeedState) -> None:
         configured = s.configured or s.key
@@ -575,8 +682,10 @@ class SQLiteStorage:
         self._db.execute(
             "INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
             " last_poll, last_status, last_error, error_count, next_due, gone, failed_hash,"
-            " failed_error, failed_tries, failing_entries, entry_error, article_error)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+            " failed_error, failed_tries, failing_entries, entry_error, article_error,"
+            " rate, rate_at, last_parsed, last_new)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(key) DO UPDATE SET"
             " url=excluded.url, title=excluded.title, etag=excluded.etag,"
             " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
             " last_poll=excluded.last_poll, last_status=excluded.last_status,"
@@ -585,7 +694,9 @@ class SQLiteStorage:
             " failed_hash=excluded.failed_hash, failed_error=excluded.failed_error,"
             " failed_tries=excluded.failed_tries,"
             " failing_entries=excluded.failing_entries, entry_error=excluded.entry_error,"
-            " article_error=excluded.article_error"
+            " article_error=excluded.article_error, rate=excluded.rate,"
+            " rate_at=excluded.rate_at, last_parsed=excluded.last_parsed,"
+            " last_new=excluded.last_new, leased_by=NULL, lease_until=NULL"
             # A poll that was in flight while a reload moved the feed to another URL
             # describes the old URL: its entries count, its state does not.
             " WHERE feeds.configured IS excluded.configured",
@@ -609,6 +720,10 @@ class SQLiteStorage:
                 json.dumps(s.failing_entries) if s.failing_entries else None,
                 s.entry_error,
                 s.article_error,
+                s.rate,
+                _ts(s.rate_at),
+                _ts(s.last_parsed),
+                _ts(s.last_new),
             ),
         )
 
@@ -656,22 +771,32 @@ class SQLiteStorage:
         state: FeedState,
         entries: Sequence[NewEntry],
         notices: Sequence[tuple[str, int, Notice]] = (),
+        listed: Sequence[str] = (),
     ) -> list[int]:
         ids: list[int] = []
+        now = state.last_poll or datetime.now(UTC)
         with self._transaction():
             self._write_state(state)
-            self._notices(notices, state.last_poll or datetime.now(UTC))
+            self._notices(notices, now)
+            for i in range(0, len(listed), 500):
+                chunk = list(listed[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(
+                    f"UPDATE entries SET last_listed = ? WHERE feed = ? AND identity IN ({marks})",
+                    (now.timestamp(), state.key, *chunk),
+                )
             for new in entries:
                 e = new.entry
                 cur = self._db.execute(
                     "INSERT OR IGNORE INTO entries (feed, identity, link, title, published,"
-                    " first_seen) VALUES (?,?,?,?,?,?)",
+                    " first_seen, last_listed) VALUES (?,?,?,?,?,?,?)",
                     (
                         state.key,
                         e.identity,
                         e.link,
                         e.title,
                         _ts(e.published),
+                        _ts(new.first_seen),
                         _ts(new.first_seen),
                     ),
                 )
@@ -1101,7 +1226,8 @@ class SQLiteStorage:
 
     def matches_since(self, since: datetime, rule: str | None = None) -> list[MatchRecord]:
         rows = self._db.execute(
-            "SELECT e.id, coalesce(f.title, f.configured, f.key), e.title, e.link, e.published,"
+            "SELECT e.id, e.feed, coalesce(f.title, f.configured, f.key), e.title, e.link,"
+            " e.published,"
             " m.created, m.rules,"
             " m.terms, m.hits, m.snippet FROM matches m JOIN entries e ON e.id = m.entry"
             " JOIN feeds f ON f.key = e.feed WHERE m.created >= ?"
@@ -1109,7 +1235,7 @@ class SQLiteStorage:
             (since.timestamp(),),
         )
         out = []
-        for entry, feed, title, link, published, created, rules, terms, hits, snip in rows:
+        for entry, key, feed, title, link, published, created, rules, terms, hits, snip in rows:
             rules_t = tuple(json.loads(rules))
             if rule is not None and rule not in rules_t:
                 continue
@@ -1125,6 +1251,7 @@ class SQLiteStorage:
                     matches=_matches(hits),
                     snippet=_snippet(snip),
                     entry=entry,
+                    key=key,
                 )
             )
         also = self.also_reported([r.entry for r in out])
@@ -1162,6 +1289,42 @@ class SQLiteStorage:
             StoredArticle(key, feed, title, link, _dt(stored) or since, json.loads(fields))
             for key, feed, title, link, stored, fields in rows
         ]
+
+    def prune_history(self, before: datetime, limit: int = 2000) -> int:
+        with self._transaction():
+            # Listed by its feed at or after the feed's last parse: still in the
+            # document, so its identity stays (or it would be new again).
+            old = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
+                    " WHERE e.first_seen < ? AND coalesce(e.last_listed, e.first_seen) < ?"
+                    " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen)"
+                    " < f.last_parsed)"
+                    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id"
+                    " AND o.status = 'pending')"
+                    " ORDER BY e.first_seen LIMIT ?",
+                    (before.timestamp(), before.timestamp(), limit),
+                )
+            ]
+            if not old:
+                return 0
+            marks = ",".join("?" * len(old))
+            self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", old)
+            self._db.execute(f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", old)
+            self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", old)
+            self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", old)
+            self._db.execute(f"DELETE FROM outbox WHERE entry IN ({marks})", old)
+            self._db.execute(f"DELETE FROM articles WHERE entry IN ({marks})", old)
+            self._db.execute(f"DELETE FROM matches WHERE entry IN ({marks})", old)
+            self._db.execute(f"DELETE FROM entries WHERE id IN ({marks})", old)
+            # operator notices (no entry) that were sent or given up
+            self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE entry IS NULL"
+                " AND status != 'pending' AND created < ? LIMIT ?)",
+                (before.timestamp(), limit),
+            )
+        return len(old)
 
     def prune_stories(self, before: datetime, limit: int = 2000) -> int:
         """Forget the stories first seen before ``before`` (past the story window)."""
