@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from lxml import etree  # type: ignore[import-untyped]
 
 from monitor.extract._clean import clean_and_render
-from monitor.extract._content import find_main, prune
+from monitor.extract._content import find_article, prune
 from monitor.extract._decode import decode_html
 from monitor.extract._meta import PageMeta, read_meta
 from monitor.mojibake import repair as repair_mojibake
@@ -42,10 +42,10 @@ def _parse(html: str) -> etree._Element | None:
 
 def _body_text(root: etree._Element) -> str:
     prune(root)
-    main = find_main(root)
-    if main is None:
+    parts = find_article(root)
+    if not parts:
         return ""
-    fragment = etree.tostring(main, encoding="unicode", method="html")
+    fragment = "".join(etree.tostring(part, encoding="unicode", method="html") for part in parts)
     return clean_and_render(fragment)
 
 
