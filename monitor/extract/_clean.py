@@ -47,6 +47,8 @@ BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 LINE_TAGS = frozenset({"li", "tr", "dt", "dd", "caption"})
+# A repeated opening block this long is the lead printed twice.
+_MIN_REPEAT_CHARS = 40
 _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
 
 
@@ -181,7 +183,16 @@ def render(root: Tag) -> str:
 
 
 def clean_and_render(html_fragment: str) -> str:
-    """Parse an article container's HTML with bs4 (lxml parser), clean it, render it."""
+    """Parse an article container's HTML with bs4 (lxml parser), clean it, render it.
+
+    A lead that the page prints twice (as a standfirst and again as the first
+    paragraph of the body) is given once; other repeats (a recipe's refrain,
+    an interview's question put to several people) stay.
+    """
     soup = BeautifulSoup(html_fragment, "lxml")
     clean(soup)
-    return render(soup)
+    blocks = render(soup).split("\n\n")
+    opening = {b for b in blocks[:1] if len(b) >= _MIN_REPEAT_CHARS}
+    if opening and len(blocks) > 1 and blocks[1] in opening:
+        del blocks[1]
+    return "\n\n".join(blocks)

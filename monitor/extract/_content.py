@@ -100,6 +100,8 @@ _SENTENCE_END = re.compile(r"[.!?。！？:;,»“”\"')]")
 PARAGRAPH_TAGS = frozenset({"p", "pre", "blockquote", "li", "dd", "td", "h2", "h3", "h4"})
 _CONTAINER_TAGS = frozenset({"div", "section", "article", "main", "span", "font", "center"})
 _MIN_BLOCK_CHARS = 25
+# A block that starts the text: a sentence or two, not a breadcrumb or a date line.
+_FIRST_BLOCK_SCORE = 40.0
 _DESCEND_SHARE = 0.85
 # Stray links per 100 prose characters: up to OK it is prose, from BAD a teaser list.
 _STRAY_OK = 0.5
@@ -290,6 +292,22 @@ def _block_score(el: etree._Element) -> float:
     if not _SENTENCE_END.search(text):
         score *= 0.3
     return score
+
+
+def first_block(part: etree._Element) -> etree._Element:
+    """The first element of a container that reads as prose (the start of the text)."""
+    for el in part.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if (
+            el.tag in PARAGRAPH_TAGS
+            and _block_score(el) >= _FIRST_BLOCK_SCORE
+            and not any(d.tag in PARAGRAPH_TAGS for d in el.iterdescendants())
+        ):
+            return el
+        if el.tag in _CONTAINER_TAGS and _direct_text_len(el) >= _MIN_BLOCK_CHARS * 2:
+            return el
+    return part
 
 
 def _direct_text_len(el: etree._Element) -> int:

@@ -1,0 +1,214 @@
+"""The article's lead (standfirst, "Vorspann", teaser) when it sits outside the body.
+
+News pages, German ones above all, put the lead above the body container: in
+the article's <header> under the headline, in ``<p class="lead|intro|teaser">``,
+in a ``<div class="...summary...">``, in NITF's <abstract>. The body container
+found by density leaves it out, and pruning removes headers and teaser-named
+blocks. So candidates are collected on the whole page before pruning, with
+their position in the document, and one is chosen once the body is known: it
+must sit after the headline and before the body's first paragraph, read like
+prose (sentences, few links), and not be in the body text already.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree  # type: ignore[import-untyped]
+
+# Class/id words that name a lead (split like the other name vocabularies).
+_LEAD_WORDS = frozenset(
+    {
+        "lead", "leadtext", "lede", "intro", "introtext", "introduction", "teaser",
+        "teasertext", "standfirst", "summary", "abstract", "excerpt", "vorspann", "anriss",
+        "anreisser", "einleitung", "kurztext", "description",
+    }
+)  # fmt: skip
+# A lead-named element that is also named like one of these is something else:
+# a second headline, a teaser card of another article, a link list.
+_NOT_LEAD_WORDS = frozenset(
+    {
+        "dek", "deck", "subtitle", "subheadline", "subline", "strapline", "tagline", "kicker",
+        "topline", "headline", "title", "label", "list", "item", "items", "card", "cards",
+        "related", "more", "link", "links", "image", "img", "media", "video", "audio",
+        "author", "byline", "date", "meta", "button", "btn", "icon",
+    }
+)  # fmt: skip
+# A candidate inside one of these is another article's teaser, a caption or furniture.
+_ELSEWHERE_TAGS = frozenset({"figure", "figcaption", "aside", "nav", "footer", "form", "a", "li"})
+_ELSEWHERE_WORDS = frozenset(
+    {
+        "related", "recommended", "recommendations", "more", "see", "also", "sidebar", "rail",
+        "widget", "promo", "popular", "trending", "newsletter", "comment", "comments", "footer",
+        "nav", "navigation", "card", "cards", "list", "teasers", "caption", "gallery",
+        "empfehlungen", "weitere", "mehr", "meistgelesen",
+    }
+)  # fmt: skip
+_LEAD_TAGS = frozenset({"p", "div", "section", "span", "strong", "b", "abstract", "h2", "h3"})
+_SPLIT_NAMES = re.compile(r"[\s_\-.]+|(?<=[a-z])(?=[A-Z])")
+_SENTENCE_END = re.compile(r"[.!?:;…][\"'“”»«)]*(?:\s|$)")
+_MIN_CHARS = 50
+_MAX_CHARS = 1500
+# A headline tag holds a lead only when it reads like one: long, several sentences.
+_MIN_HEADING_LEAD_CHARS = 120
+_MAX_LINK_SHARE = 0.25
+# A byline, a date line or a photo credit is not a lead.
+_NOT_PROSE = re.compile(
+    r"^\W*(?:von|by|text|fotos?|bilder?|quelle|stand|aktualisiert|updated|published|"
+    r"veröffentlicht|erschienen)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """What the page says about its lead, once the body is known."""
+
+    text: str | None  # a lead found outside the body's text
+    in_body: bool  # a lead-named element sits inside the body: the text has it
+    empty_slot: bool  # a lead-named element without text (filled by script)
+
+
+@dataclass(slots=True)
+class LeadCandidates:
+    """Lead candidates and headlines of a page, with their document positions."""
+
+    order: dict[etree._Element, int] = field(default_factory=dict)
+    candidates: list[etree._Element] = field(default_factory=list)
+    # Ancestors before pruning (pruning detaches headers with their leads).
+    ancestors: dict[etree._Element, tuple[etree._Element, ...]] = field(default_factory=dict)
+    headlines: list[int] = field(default_factory=list)
+    empty_slot: bool = False  # a lead-named element without text (filled by script)
+
+
+def _words(names: str) -> set[str]:
+    return {w.lower() for w in _SPLIT_NAMES.split(names) if w}
+
+
+def _text(el: etree._Element) -> str:
+    return " ".join("".join(el.itertext()).split())
+
+
+def collect(root: etree._Element) -> LeadCandidates:
+    """Lead candidates on the unpruned page, in document order (outermost only)."""
+    found = LeadCandidates()
+    body = next(root.iter("body"), None)
+    if body is None:
+        body = root
+    order = found.order
+    taken: set[etree._Element] = set()
+    for index, el in enumerate(body.iter()):
+        tag = el.tag
+        if not isinstance(tag, str):
+            continue
+        order[el] = index
+        if tag == "h1":
+            found.headlines.append(index)
+            continue
+        if tag not in _LEAD_TAGS or not _named_lead(el, tag):
+            if tag == "header":
+                _header_paragraph(el, found, taken)
+            continue
+        if any(a in taken for a in el.iterancestors()):
+            continue
+        if not "".join(el.itertext()).strip():
+            found.empty_slot = True
+            continue
+        _add(el, found, taken)
+    return found
+
+
+def _add(el: etree._Element, found: LeadCandidates, taken: set[etree._Element]) -> None:
+    ancestors = tuple(el.iterancestors())
+    for ancestor in ancestors:
+        if (
+            ancestor.tag in _ELSEWHERE_TAGS
+            or _words(f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}")
+            & _ELSEWHERE_WORDS
+        ):
+            return
+    taken.add(el)
+    found.candidates.append(el)
+    found.ancestors[el] = ancestors
+
+
+def _named_lead(el: etree._Element, tag: str) -> bool:
+    if tag == "abstract" or (el.get("itemprop") or "").lower() in ("description", "abstract"):
+        return True
+    words = _words(f"{el.get('class') or ''} {el.get('id') or ''}")
+    return bool(words & _LEAD_WORDS) and not words & _NOT_LEAD_WORDS
+
+
+def _header_paragraph(
+    header: etree._Element, found: LeadCandidates, taken: set[etree._Element]
+) -> None:
+    """The first prose paragraph after the headline in an article <header>."""
+    if next(header.iter("h1"), None) is None:
+        return
+    seen_headline = False
+    for el in header.iter():
+        if el.tag == "h1":
+            seen_headline = True
+        elif seen_headline and el.tag == "p" and _reads_like_lead(_text(el), el):
+            _add(el, found, taken)
+            return
+
+
+def _reads_like_lead(text: str, el: etree._Element) -> bool:
+    if not _MIN_CHARS <= len(text) <= _MAX_CHARS or _NOT_PROSE.match(text):
+        return False
+    if text.endswith(("...", "…", "[…]")):  # an excerpt cut off: a teaser of something else
+        return False
+    if not _SENTENCE_END.search(text):
+        return False
+    links = sum(len(_text(a)) for a in el.iter("a"))
+    return links <= _MAX_LINK_SHARE * len(text)
+
+
+def choose(found: LeadCandidates, parts: list[etree._Element], body_start: etree._Element) -> Lead:
+    """The lead: the first candidate between the headline and the body's text.
+
+    ``parts`` are the body's containers after pruning, ``body_start`` the
+    element their text starts with. A candidate counts when it precedes that
+    start in the document and follows the last headline before it (when the
+    page has a headline at all).
+    """
+    in_body = any(_inside(el, parts) for el in found.candidates)
+    return Lead(text=_choose(found, body_start), in_body=in_body, empty_slot=found.empty_slot)
+
+
+def _inside(el: etree._Element, parts: list[etree._Element]) -> bool:
+    return any(part is el or part in el.iterancestors() for part in parts)
+
+
+def _choose(found: LeadCandidates, body_start: etree._Element) -> str | None:
+    start = found.order.get(body_start)
+    if start is None:
+        return None
+    headline = max((h for h in found.headlines if h < start), default=None)
+    for el in found.candidates:
+        position = found.order[el]
+        if position >= start:
+            break
+        if headline is not None and position < headline:
+            continue
+        if headline is None and not _near(found.ancestors[el], body_start):
+            continue
+        text = _text(el)
+        if el.tag in ("h2", "h3") and (
+            len(text) < _MIN_HEADING_LEAD_CHARS or len(_SENTENCE_END.findall(text)) < 2
+        ):
+            continue
+        if _reads_like_lead(text, el):
+            return text
+    return None
+
+
+def _near(ancestors: tuple[etree._Element, ...], body_start: etree._Element) -> bool:
+    """Without a headline: the candidate shares a container below <body> with the body."""
+    body_ancestors = set(body_start.iterancestors())
+    for ancestor in ancestors:
+        if ancestor in body_ancestors:
+            return ancestor.tag not in ("body", "html")
+    return False
