@@ -15,29 +15,27 @@ import re
 from bs4 import BeautifulSoup, Comment, Tag
 from bs4.element import NavigableString
 
-# Headings that introduce boilerplate boxes rather than article sections.
-BOILERPLATE_HEADING = re.compile(
-    r"^\W*(?:related\b|read (?:more|also|next)|more (?:from|on|about|stories|news)|"
-    r"most (?:read|popular|viewed|shared)|recommended|you (?:may|might) (?:also )?like|"
-    r"trending|popular|top stories|latest (?:news|stories)|comments?\b|leave a (?:reply|comment)|"
-    r"share (?:this|the)|follow us|sign up|subscribe|newsletter|advertisement|"
-    r"meistgelesen|meist gelesen|lesen sie (?:auch|mehr)|mehr zum thema|auch interessant|"
-    r"das k[öo]nnte sie auch interessieren|weitere artikel|weitere themen|empfehlungen|"
-    r"kommentare|anzeige|werbung|newsletter|zum thema|siehe auch|top-?themen|beliebt)",
-    re.IGNORECASE,
+from monitor.extract._phrases import (
+    BOX_HEADING,
+    BYLINE,
+    CREDIT_LINE,
+    UI_LINE,
+    is_date_line,
+    is_notice,
 )
+
 # Lead-ins of a single-line cross-reference inside the article ("Read more: <link>").
 _CROSS_REF = re.compile(
     r"^\W*(?:read (?:more|also|next)|related|see also|also read|recommended|watch|"
-    r"lesen sie (?:auch|mehr)|mehr zum thema|siehe auch|auch interessant|zum thema)\b",
+    r"lesen sie (?:auch|mehr)|mehr zum thema|siehe auch|auch interessant|zum thema|"
+    r"schon gelesen|passend (?:dazu|zum thema)|dazu passend|auch lesenswert)\b",
     re.IGNORECASE,
 )
-_NOTICE = re.compile(
-    r"(?:subscribe|subscription|sign up|newsletter|cookies?|all rights reserved|"
-    r"abonn|jetzt anmelden|registrieren|alle rechte vorbehalten|bild:|foto:|image:|photo:|"
-    r"©|\(c\)|getty images|reuters/|dpa/|afp/)",
-    re.IGNORECASE,
-)
+# Lines at most this long can be a label, a date line or a credit; longer ones are text.
+_MAX_LINE_CHARS = 150
+_MAX_NOTICE_CHARS = 160
+# A wrapper with two paragraphs this long is text, not a box with a heading.
+_BOX_PROSE_CHARS = 150
 
 BLOCK_TAGS = frozenset(
     {
@@ -74,18 +72,24 @@ def clean(soup: BeautifulSoup | Tag) -> None:
         if heading.decomposed:
             continue
         text = _text(heading)
-        if not text or len(text) > 60 or not BOILERPLATE_HEADING.match(text):
+        if not text or len(text) > 60 or not BOX_HEADING.match(text):
             continue
         if heading.name in ("div", "p", "span") and heading.find(["p", "div", "ul"]):
             continue
         _drop_box(heading)
 
-    for block in soup.find_all(["p", "ul", "ol", "div", "li", "table", "dl"]):
+    for block in soup.find_all(["p", "ul", "ol", "div", "li", "table", "dl", "span", "time", "a"]):
         if block.decomposed:
+            continue
+        if block.name in ("span", "time", "a") and _in_running_text(block):
             continue
         text = _text(block)
         if not text:
-            if block.name != "div" or not block.find(["img", "br"]):
+            if (
+                block.name in ("span", "time")
+                or block.name != "div"
+                or not block.find(["img", "br"])
+            ):
                 block.decompose()
             continue
         length = len(text)
@@ -94,9 +98,29 @@ def clean(soup: BeautifulSoup | Tag) -> None:
             block.decompose()
 
 
+def _in_running_text(tag: Tag) -> bool:
+    """An inline element with words of its sentence next to it."""
+    return any(
+        isinstance(sibling, NavigableString)
+        and not isinstance(sibling, Comment)
+        and bool(str(sibling).strip())
+        for sibling in (tag.previous_sibling, tag.next_sibling)
+    )
+
+
 def _is_junk_block(name: str, text: str, density: float) -> bool:
-    """Link lists, link-only lines, cross references and notices."""
+    """Link lists, link-only lines, cross references, labels, date lines, credits, notices."""
     length = len(text)
+    if name == "a":  # a button ("Jetzt kaufen", "Share") on its own
+        return bool(UI_LINE.match(text))
+    if (
+        name in ("p", "div", "li", "span", "time")
+        and length <= _MAX_LINE_CHARS
+        and (UI_LINE.match(text) or (name != "li" and (is_date_line(text) or _is_credit(text))))
+    ):
+        return True
+    if name in ("span", "time"):
+        return False
     if name in ("ul", "ol", "dl"):
         return density > 0.6
     if name in ("p", "li") and density > 0.8 and length < 300:
@@ -105,17 +129,42 @@ def _is_junk_block(name: str, text: str, density: float) -> bool:
         return True
     if name in ("p", "li", "div") and length < 200 and density > 0.2 and _CROSS_REF.match(text):
         return True
-    return name in ("p", "div") and length < 160 and bool(_NOTICE.search(text))
+    return name in ("p", "div") and length < _MAX_NOTICE_CHARS and is_notice(text)
+
+
+def _is_credit(text: str) -> bool:
+    return bool(CREDIT_LINE.match(text) or (len(text) <= 80 and BYLINE.match(text)))
+
+
+def _holds_prose(parent: Tag, heading: Tag) -> bool:
+    """Whether a wrapper holds paragraphs of its own besides the heading (a teaser
+    card's one summary does not count)."""
+    paragraphs = 0
+    for child in parent.find_all(["p", "blockquote"]):
+        if heading in child.parents:
+            continue
+        text = _text(child)
+        if len(text) >= _BOX_PROSE_CHARS and _link_density(child, len(text)) < 0.2:
+            paragraphs += 1
+            if paragraphs >= 2:
+                return True
+    return False
 
 
 def _drop_box(heading: Tag) -> None:
     """Drop a boilerplate heading and the box (or link list) it introduces."""
     parent = heading.parent
-    # A small wrapper around heading + links is the box itself.
-    if isinstance(parent, Tag) and parent.name not in ("body", "[document]", "html"):
+    # A small wrapper around heading + links is the box itself; never the
+    # article container, nor a wrapper that holds paragraphs of prose.
+    if (
+        isinstance(parent, Tag)
+        and parent.name not in ("body", "[document]", "html")
+        and not (isinstance(parent.parent, Tag) and parent.parent.name == "body")
+    ):
         siblings = [c for c in parent.children if isinstance(c, Tag)]
         if len(_text(parent)) < 1500 and (
-            len(siblings) <= 4 or _link_density(parent, len(_text(parent))) > 0.4
+            (len(siblings) <= 4 and not _holds_prose(parent, heading))
+            or _link_density(parent, len(_text(parent))) > 0.4
         ):
             parent.decompose()
             return

@@ -55,7 +55,7 @@ _NEGATIVE_WORDS = frozenset(
         "autorin", "autoren", "autorenbox", "authorbox", "vcard", "contact", "kontakt",
         "ansprechpartner", "pressekontakt", "disclaimer", "feedback", "voting", "like", "likes",
         "teilen", "sharedaddy", "schlagworte", "schlagwoerter", "stichworte", "keywords",
-        "gallery", "galerie", "slideshow", "carousel", "podcast", "cta",
+        "gallery", "galerie", "slideshow", "carousel", "audio", "podcast", "cta", "rating",
         "empfehlung", "empfehlungen", "reco", "weitere", "verwandt", "verwandte", "aehnliche",
         "backlink", "paging",
     }
@@ -66,6 +66,18 @@ _CONSENT_WORDS = frozenset(
     {
         "cookie", "cookies", "consent", "gdpr", "cmp", "cmpbox", "usercentrics", "didomi",
         "onetrust", "cookiebot", "borlabs", "privacy", "datenschutz",
+    }
+)  # fmt: skip
+# Furniture words that win over a content word: "article-sidebar", "post-meta",
+# "article__author", "story-contact" are furniture of an article, not its text.
+_STRONG_WORDS = frozenset(
+    {
+        "related", "newsletter", "cookie", "paywall", "share", "social", "teaser", "caption",
+        "credit", "credits", "byline", "sidebar", "promo", "author", "autor", "meta", "date",
+        "datum", "time", "timestamp", "kicker", "topline", "overline", "rubric", "rubrik",
+        "dachzeile", "tags", "label", "feedback", "voting", "rating", "footer", "header",
+        "contact", "kontakt", "disclaimer", "gallery", "galerie", "pagination", "breadcrumb",
+        "breadcrumbs", "toolbar", "audio", "print",
     }
 )  # fmt: skip
 _NEGATIVE_PHRASES = re.compile(
@@ -161,11 +173,7 @@ def name_verdict(names: str, tag: str) -> str | None:
         if tag in ("article", "main") or any(w in _POSITIVE_WORDS for w in words):
             # "article-sidebar" is furniture, "article-body" is not: only
             # phrases and unambiguous words win over a content word.
-            strong = _NEGATIVE_PHRASES.search(joined) or any(
-                w in ("related", "newsletter", "cookie", "paywall", "share", "social",
-                      "teaser", "caption", "credit", "byline", "sidebar", "promo")
-                for w in words
-            )  # fmt: skip
+            strong = _NEGATIVE_PHRASES.search(joined) or any(w in _STRONG_WORDS for w in words)
             return "negative" if strong and tag not in ("article", "main") else None
         return "negative"
     return None
