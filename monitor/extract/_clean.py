@@ -50,6 +50,16 @@ _MIN_REPEAT_CHARS = 40
 _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
 
 
+def _decomposed(tag: Tag) -> bool:
+    """Whether a tag was removed together with an ancestor.
+
+    bs4's ``Tag.decomposed`` asks ``getattr(tag, "_decomposed")``, which on a
+    live tag falls through to ``Tag.__getattr__``, a search of the whole
+    subtree for a ``<_decomposed>`` child; reading the instance dict is free.
+    """
+    return bool(vars(tag).get("_decomposed", False))
+
+
 def _text(tag: Tag) -> str:
     return " ".join(tag.get_text(" ").split())
 
@@ -69,7 +79,7 @@ def clean(soup: BeautifulSoup | Tag) -> None:
         h1.decompose()
 
     for heading in soup.find_all([*_HEADINGS, "strong", "b", "p", "span", "div"]):
-        if heading.decomposed:
+        if _decomposed(heading):
             continue
         text = _text(heading)
         if not text or len(text) > 60 or not BOX_HEADING.match(text):
@@ -79,7 +89,7 @@ def clean(soup: BeautifulSoup | Tag) -> None:
         _drop_box(heading)
 
     for block in soup.find_all(["p", "ul", "ol", "div", "li", "table", "dl", "span", "time", "a"]):
-        if block.decomposed:
+        if _decomposed(block):
             continue
         if block.name in ("span", "time", "a") and _in_running_text(block):
             continue
