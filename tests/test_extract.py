@@ -198,8 +198,6 @@ GERMAN_PAGES: dict[str, dict[str, list[str]]] = json.loads(
 # must leave this table.
 GERMAN_KNOWN_MISSES: dict[str, str] = {
     "de40_ratgeber_verbraucher.html": "keeps the publisher's advice-service box at the end",
-    "de50_opener_copy_bloecke.html": "keeps a cookie banner named only by its library (cc-window)",
-    "de55_blog_ohne_klassen.html": "unnamed blog: keeps the site line, the nav and the comments",
 }
 _WORD = re.compile(r"\w+")
 
@@ -435,3 +433,42 @@ ARTICLE_LINES_THAT_LOOK_LIKE_BOILERPLATE = [
 def test_article_lines_that_mention_dates_bylines_or_newsletters_stay(line: str) -> None:
     page = _page(f"<article><p>{_PROSE * 3}</p><p>{line}</p><p>{_OTHER_PROSE * 3}</p></article>")
     assert line in extract(page, "https://example.de/a").text
+
+
+def test_comments_after_a_comments_heading_are_dropped_with_it() -> None:
+    text = extract(
+        _page(
+            f"<div><h1>T</h1><p>{_PROSE * 4}</p><p>{_OTHER_PROSE * 4}</p><p>Kommentare (2)</p>"
+            "<p><b>Petra:</b> Herzlichen Glückwunsch, ich bin auch mit fünfzig angefangen.</p>"
+            "<p><b>Ralf:</b> Der Mann mit dem Hammer kommt immer bei Kilometer dreißig.</p></div>"
+        ),
+        "https://example.de/a",
+    ).text
+    assert text.endswith(_OTHER_PROSE.strip())
+
+
+def test_site_lines_above_the_headline_are_dropped() -> None:
+    text = extract(
+        _page(
+            '<div><p><a href="/">Laufnotizen</a> – ein Blog übers Laufen und Weitermachen</p>'
+            f"<h1>Mein erster Marathon</h1><p>{_PROSE * 4}</p><p>{_OTHER_PROSE * 4}</p></div>"
+        ),
+        "https://example.de/a",
+    ).text
+    assert "Laufnotizen" not in text
+
+
+def test_cookie_dialog_named_by_its_library_is_dropped() -> None:
+    consent = (
+        "Diese Website verwendet Cookies, um Inhalte zu personalisieren. Unsere Partner "
+        "führen diese Informationen mit weiteren Daten zusammen, die Sie bereitgestellt haben. "
+    )
+    text = extract(
+        _page(
+            f'<div class="cc-window cc-banner" role="dialog"><span>{consent * 3}</span></div>'
+            f'<div class="story"><h1>T</h1><p>{_PROSE * 4}</p></div>'
+        ),
+        "https://example.de/a",
+    ).text
+    assert "Cookies" not in text
+    assert "Der Gemeinderat" in text

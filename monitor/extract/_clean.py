@@ -18,8 +18,10 @@ from bs4.element import NavigableString
 from monitor.extract._phrases import (
     BOX_HEADING,
     BYLINE,
+    COMMENTS_HEADING,
     CREDIT_LINE,
     UI_LINE,
+    is_consent,
     is_date_line,
     is_notice,
 )
@@ -34,6 +36,11 @@ _CROSS_REF = re.compile(
 # Lines at most this long can be a label, a date line or a credit; longer ones are text.
 _MAX_LINE_CHARS = 150
 _MAX_NOTICE_CHARS = 160
+_MAX_CONSENT_CHARS = 2000
+# Lines above the headline are dropped when they are at most this share of the text.
+_MAX_ABOVE_HEADLINE_SHARE = 0.2
+# A comments heading ends the article only after this much text.
+_MIN_TEXT_BEFORE_COMMENTS = 500
 # A wrapper with two paragraphs this long is text, not a box with a heading.
 _BOX_PROSE_CHARS = 150
 
@@ -75,6 +82,7 @@ def clean(soup: BeautifulSoup | Tag) -> None:
     """Remove boilerplate that sits inside the article container, in place."""
     for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
         comment.extract()
+    _drop_before_headline(soup)
     for h1 in soup.find_all("h1"):
         h1.decompose()
 
@@ -85,6 +93,8 @@ def clean(soup: BeautifulSoup | Tag) -> None:
         if not text or len(text) > 60 or not BOX_HEADING.match(text):
             continue
         if heading.name in ("div", "p", "span") and heading.find(["p", "div", "ul"]):
+            continue
+        if COMMENTS_HEADING.match(text) and _drop_comments(heading):
             continue
         _drop_box(heading)
 
@@ -123,6 +133,8 @@ def _is_junk_block(name: str, text: str, density: float) -> bool:
     length = len(text)
     if name == "a":  # a button ("Jetzt kaufen", "Share") on its own
         return bool(UI_LINE.match(text))
+    if name in ("p", "div", "span") and length < _MAX_CONSENT_CHARS and is_consent(text):
+        return True
     if (
         name in ("p", "div", "li", "span", "time")
         and length <= _MAX_LINE_CHARS
@@ -159,6 +171,42 @@ def _holds_prose(parent: Tag, heading: Tag) -> bool:
             if paragraphs >= 2:
                 return True
     return False
+
+
+def _drop_before_headline(soup: BeautifulSoup | Tag) -> None:
+    """Drop the lines above the headline (site name, breadcrumb, rubric) when the
+    container starts before it; the article starts with its headline."""
+    h1 = soup.find("h1")
+    if not isinstance(h1, Tag):
+        return
+    above = []
+    for el in h1.find_all_previous(["p", "div", "ul", "ol", "span", "a", "nav", "section"]):
+        if h1 not in el.descendants:
+            above.append(el)
+    above_chars = sum(len(_text(el)) for el in above if el.parent not in above)
+    if above and above_chars <= _MAX_ABOVE_HEADLINE_SHARE * len(_text(soup)):
+        for el in above:
+            if not _decomposed(el):
+                el.decompose()
+
+
+def _drop_comments(heading: Tag) -> bool:
+    """Drop a comments heading and everything after it in its container, when the
+    article came before it."""
+    block = heading
+    while (
+        isinstance(block.parent, Tag)
+        and block.parent.name not in ("body", "[document]", "html")
+        and len([c for c in block.parent.children if isinstance(c, Tag)]) == 1
+    ):
+        block = block.parent
+    before = sum(len(_text(s)) for s in block.find_previous_siblings() if isinstance(s, Tag))
+    if before < _MIN_TEXT_BEFORE_COMMENTS:
+        return False
+    for sibling in list(block.find_next_siblings()):
+        sibling.decompose()
+    block.decompose()
+    return True
 
 
 def _drop_box(heading: Tag) -> None:

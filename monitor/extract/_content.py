@@ -230,6 +230,8 @@ def prune(root: etree._Element) -> None:
         if el.tag in ("body", "html") or not isinstance(el.tag, str) or _in_running_text(el):
             continue
         names = _attrs(el)
+        if el.get("role") in ("dialog", "alertdialog") or el.get("aria-modal") == "true":
+            names += " consent"  # an overlay: a consent, login or newsletter layer
         if not names:
             continue
         verdict = name_verdict(names, el.tag)

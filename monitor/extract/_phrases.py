@@ -102,6 +102,30 @@ def is_notice(text: str) -> bool:
     return bool(CALL.search(text)) and bool(_READER.search(text) or _FORMAL_YOU.search(text))
 
 
+# Words of cookie and consent layers; a block with several of them is one.
+_CONSENT_TERMS = re.compile(
+    r"cookie|einwilligung|zustimm|datenschutz|privatsph[äa]re|personenbezogen|drittanbieter|"
+    r"partner|tracking|consent|privacy|personali[sz]|akzeptier|widerruf|ip-adresse|endger[äa]t|"
+    r"third[- ]part|analytics|opt[- ]out",
+    re.IGNORECASE,
+)
+_CONSENT_MIN_TERMS = 3
+
+
+def is_consent(text: str) -> bool:
+    """Text of a cookie or consent layer: several distinct consent words."""
+    found = {m.group(0).lower() for m in _CONSENT_TERMS.finditer(text)}
+    return len(found) >= _CONSENT_MIN_TERMS
+
+
+# A heading that opens the comments: everything after it in its container is comments.
+COMMENTS_HEADING = re.compile(
+    r"^\W*(?:comments?|kommentare|leserkommentare|leave a (?:reply|comment)|"
+    r"schreibe einen kommentar|diskutieren sie mit)(?:\s*\(\d+\))?\W*$",
+    re.IGNORECASE,
+)
+
+
 # Date and time expressions, and the words that come with them on a date line.
 _TIME = re.compile(r"\d{1,2}[:.]\d{2}(?::\d{2})?")
 _DATE = re.compile(
