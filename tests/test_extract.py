@@ -472,3 +472,22 @@ def test_cookie_dialog_named_by_its_library_is_dropped() -> None:
     ).text
     assert "Cookies" not in text
     assert "Der Gemeinderat" in text
+
+
+def test_grid_of_cards_wrapped_in_links_does_not_join_a_shorter_article() -> None:
+    card = (
+        '<article class="item"><a href="/{i}"><h4>Andere Meldung {i}</h4><p>Eine lange '
+        "Zusammenfassung einer anderen Meldung, die mit dem Artikel nichts zu tun hat, "
+        "aber viele Wörter und Sätze enthält. Noch ein Satz dazu.</p></a></article>"
+    )
+    grid = "".join(card.format(i=i) for i in range(12))
+    text = extract(
+        _page(
+            f'<div class="row"><div class="row"><article class="content"><p>{_PROSE * 5}</p>'
+            f"<p>{_OTHER_PROSE * 5}</p></article></div>"
+            f'<div class="row"><section class="more">{grid}</section></div></div>'
+        ),
+        "https://example.de/a",
+    ).text
+    assert "Zusammenfassung" not in text
+    assert "Der Gemeinderat" in text

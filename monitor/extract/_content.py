@@ -112,6 +112,8 @@ _SENTENCE_END = re.compile(r"[.!?。！？:;,»“”\"')]")
 PARAGRAPH_TAGS = frozenset({"p", "pre", "blockquote", "li", "dd", "td", "h2", "h3", "h4"})
 _CONTAINER_TAGS = frozenset({"div", "section", "article", "main", "span", "font", "center"})
 _MIN_BLOCK_CHARS = 25
+# A link around this much text at most is a teaser card, not an unclosed <a>.
+_MAX_CARD_LINK_CHARS = 600
 # A block that starts the text: a sentence or two, not a breadcrumb or a date line.
 _FIRST_BLOCK_SCORE = 40.0
 _DESCEND_SHARE = 0.85
@@ -294,6 +296,8 @@ def _block_score(el: etree._Element) -> float:
     length = len(text)
     if length < _MIN_BLOCK_CHARS:
         return 0.0
+    if _inside_small_link(el):
+        return 0.0
     links = _link_len(el)
     density = links / length
     if density > 0.5:
@@ -302,6 +306,18 @@ def _block_score(el: etree._Element) -> float:
     if not _SENTENCE_END.search(text):
         score *= 0.3
     return score
+
+
+def _inside_small_link(el: etree._Element) -> bool:
+    """A block inside a link: a teaser card whose title and summary are one link.
+
+    A large link is an unclosed <a> that swallowed the rest of the page, not a
+    card; its paragraphs still count.
+    """
+    for ancestor in el.iterancestors():
+        if ancestor.tag == "a":
+            return _text_len(ancestor) <= _MAX_CARD_LINK_CHARS
+    return False
 
 
 def first_block(part: etree._Element) -> etree._Element:
