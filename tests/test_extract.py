@@ -491,3 +491,12 @@ def test_grid_of_cards_wrapped_in_links_does_not_join_a_shorter_article() -> Non
     ).text
     assert "Zusammenfassung" not in text
     assert "Der Gemeinderat" in text
+
+
+def test_news_about_cookie_banners_is_not_taken_for_a_consent_layer() -> None:
+    news = (
+        "Die Datenschutzbehörde verlangt, dass Cookie-Banner eine Ablehnung so einfach machen "
+        "wie die Zustimmung. Drittanbieter dürften ohne Einwilligung kein Tracking betreiben."
+    )
+    page = _page(f"<article><p>{_PROSE * 3}</p><p>{news}</p><p>{_OTHER_PROSE * 3}</p></article>")
+    assert news in extract(page, "https://example.de/a").text

@@ -110,12 +110,16 @@ _CONSENT_TERMS = re.compile(
     re.IGNORECASE,
 )
 _CONSENT_MIN_TERMS = 3
+# A consent layer speaks as "we" to "you"; news about cookie banners does not.
+_WE = re.compile(r"\b(?:wir|uns|unsere?[mnrs]?|we|us|our)\b", re.IGNORECASE)
+_YOU = re.compile(r"\b(?:Sie|Ihnen|Ihr\w*|du|dich|dir|dein\w*|you|your)\b")
 
 
 def is_consent(text: str) -> bool:
-    """Text of a cookie or consent layer: several distinct consent words."""
+    """Text of a cookie or consent layer: several distinct consent words, said by
+    the site ("we") to the reader ("you")."""
     found = {m.group(0).lower() for m in _CONSENT_TERMS.finditer(text)}
-    return len(found) >= _CONSENT_MIN_TERMS
+    return len(found) >= _CONSENT_MIN_TERMS and bool(_WE.search(text)) and bool(_YOU.search(text))
 
 
 # A heading that opens the comments: everything after it in its container is comments.
