@@ -426,6 +426,8 @@ ARTICLE_LINES_THAT_LOOK_LIKE_BOILERPLATE = [
     "Von der Schließung sind rund 200 Menschen in drei Dörfern betroffen.",
     "4:14 p.m.",
     "Mehr als 20.000 Menschen haben den Newsletter der Stadt bereits bestellt, sagt sie.",
+    "Im ersten Monat verkaufte der Hersteller zwei Millionen Geräte.",
+    "Die neue Datenschutzerklärung des Konzerns tritt im Mai in Kraft.",
 ]
 
 

@@ -79,17 +79,19 @@ BYLINE = re.compile(
 
 # Notices and promotions: a short block that contains one of these goes.
 NOTICE = re.compile(
-    r"(?:all rights reserved|alle rechte vorbehalten|jetzt anmelden|sign up|"
+    r"(?:all rights reserved|alle rechte vorbehalten|jetzt anmelden|"
     r"bild:|foto:|image:|photo:|©|\(c\)|getty images|reuters/|dpa/|afp/|"
-    r"[üu]ber dieses thema berichtete|original-content von|werbefrei|jederzeit k[üu]ndbar|"
-    r"im ersten monat|probeabo|keine anlageberatung|netiquette|diskutieren sie mit|"
-    r"datenschutzerkl[äa]rung)",
+    r"[üu]ber dieses thema berichtete|original-content von|keine anlageberatung|"
+    r"diskutieren sie mit)",
     re.IGNORECASE,
 )
-# Calls to subscribe or accept cookies: a notice only when they speak to the reader
-# ("Mehr als 20.000 Menschen haben den Newsletter bestellt" is news).
+# Calls to subscribe, register or accept cookies, offers: a notice only when they
+# speak to the reader ("Mehr als 20.000 Menschen haben den Newsletter bestellt" and
+# "Im ersten Monat verkaufte der Hersteller..." are news).
 CALL = re.compile(
-    r"(?:subscri|newsletter|cookies?|abonnier|abo abschlie|registrieren)", re.IGNORECASE
+    r"(?:subscri|sign up|newsletter|cookies?|abonnier|abo abschlie|registrieren|werbefrei|"
+    r"jederzeit k[üu]ndbar|im ersten monat|probeabo|netiquette|datenschutzerkl[äa]rung)",
+    re.IGNORECASE,
 )
 _READER = re.compile(r"\b(?:jetzt|hier|now|here|you|your|du|dich|dir|dein\w*)\b", re.IGNORECASE)
 _FORMAL_YOU = re.compile(r"(?<=\S )(?:Sie|Ihnen|Ihr\w*)\b")
