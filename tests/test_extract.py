@@ -431,6 +431,17 @@ ARTICLE_LINES_THAT_LOOK_LIKE_BOILERPLATE = [
 ]
 
 
+@pytest.mark.parametrize("heading", ["Anzeige gegen Unbekannt", "Kontakt zu den Nachbarn"])
+def test_section_heading_that_starts_like_a_box_heading_stays(heading: str) -> None:
+    page = _page(
+        f"<article><p>{_PROSE * 3}</p><div><h3>{heading}</h3><p>{_OTHER_PROSE * 2}</p></div>"
+        f"<p>{_PROSE * 3}</p></article>"
+    )
+    text = extract(page, "https://example.de/a").text
+    assert heading in text
+    assert "Die Verwaltung" in text
+
+
 @pytest.mark.parametrize("line", ARTICLE_LINES_THAT_LOOK_LIKE_BOILERPLATE)
 def test_article_lines_that_mention_dates_bylines_or_newsletters_stay(line: str) -> None:
     page = _page(f"<article><p>{_PROSE * 3}</p><p>{line}</p><p>{_OTHER_PROSE * 3}</p></article>")

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import re
 
-# The heading (first words) of a box that is not article text; the box goes with it.
-BOX_HEADING = re.compile(
-    r"^\W*(?:"
+# The heading of a box that is not article text; the box goes with it. Phrases
+# match the start of the heading; single words only the whole heading ("Anzeige",
+# "Kontakt (3)"), since "Anzeige gegen Unbekannt" or "Kontakt zu Außerirdischen"
+# are headings of article sections.
+_BOX_PHRASES = (
     # English
     r"related(?: posts| articles| stories| content| coverage)?|read (?:more|also|next)|"
     r"more (?:from|on|about|stories|news|in|like this)|most (?:read|popular|viewed|shared)|"
-    r"recommended(?: for you)?|you (?:may|might) (?:also )?like|trending|popular(?: posts)?|"
+    r"recommended(?: for you)?|you (?:may|might) (?:also )?like|popular posts|"
     r"top stories|latest (?:news|stories|posts|articles)|recent posts|similar (?:posts|articles)|"
-    r"further reading|comments?|leave a (?:reply|comment)|share (?:this|the|on)|follow us|"
-    r"sign up|subscribe|newsletter|advertisement|sponsored(?: content)?|about the author|"
-    r"filed under|tags|was this (?:article|page|post|story) (?:helpful|useful)|"
+    r"further reading|leave a (?:reply|comment)|share (?:this|the|on)|follow us|"
+    r"sign up|subscribe|newsletter|sponsored content|about the author|"
+    r"filed under|was this (?:article|page|post|story) (?:helpful|useful)|"
     r"did you (?:like|enjoy) this|we respect your privacy|your privacy|"
     # German
     r"meistgelesen|meist gelesen|meistgeklickt|lesen sie (?:auch|mehr)|mehr zum thema|"
@@ -33,16 +35,22 @@ BOX_HEADING = re.compile(
     r"empfehlungen(?: f[üu]r sie)?|unsere empfehlung|neueste (?:beitr[äa]ge|artikel|meldungen)|"
     r"zuletzt erschienen|beliebte (?:artikel|beitr[äa]ge)|alle teile der serie|"
     r"[üu]ber (?:den|die) autor(?:in)?|autoreninfo|ansprechpartner(?:in)?|pressekontakt|"
-    r"r[üu]ckfragen|wissenschaftlicher kontakt|kontakt|schlagw[öo]rter|schlagworte|"
+    r"r[üu]ckfragen (?:bitte )?an|wissenschaftlicher kontakt|schlagw[öo]rter|schlagworte|"
     r"stichw[öo]rter|(?:diesen |den )?(?:artikel|beitrag|seite) teilen|teilen mit|"
     r"m[öo]chten sie (?:den|diesen) (?:artikel|beitrag) teilen|"
     r"war (?:der|dieser) (?:artikel|beitrag) (?:n[üu]tzlich|hilfreich)|"
     r"wie (?:gef[äa]llt|hat) ihnen (?:der|dieser) (?:artikel|beitrag)|gef[äa]llt mir|"
     r"wir respektieren (?:ihre|deine) privatsph[äa]re|ihre privatsph[äa]re|"
     r"wir brauchen ihre zustimmung|datenschutz-?einstellungen|zugeh[öo]rige dateien|"
-    r"bildergalerie|podcast-tipp|leserbriefe|traueranzeigen|kommentare|anzeige|werbung|"
-    r"zum thema|siehe auch|top-?themen|top-artikel|beliebt|diskutieren sie mit"
-    r")(?:\W|$)",
+    r"podcast-tipp|zum thema|siehe auch|top-?themen|top-artikel|diskutieren sie mit"
+)
+_BOX_WORDS = (
+    r"comments?|tags|trending|popular|advertisement|sponsored|kontakt|kommentare|anzeigen?|"
+    r"werbung|beliebt|bildergalerie|leserbriefe|traueranzeigen|downloads?|empfehlungen|"
+    r"r[üu]ckfragen"
+)
+BOX_HEADING = re.compile(
+    rf"^\W*(?:{_BOX_PHRASES})(?:\W|$)|^\W*(?:{_BOX_WORDS})(?:\s*\(\d+\))?\W*$",
     re.IGNORECASE,
 )
 
