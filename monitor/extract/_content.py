@@ -11,7 +11,7 @@
    semantic hint (<article>, <main>, itemprop=articleBody) that holds most of
    it is taken directly. The node reached is the article container.
 4. Join the parts of an article split over sibling containers (text, an ad,
-   more text): siblings named like the container, or plain prose.
+   more text): siblings of the container's kind (its tag and a class).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ _CONSENT_WORDS = frozenset(
         "onetrust", "cookiebot", "borlabs", "privacy", "datenschutz",
     }
 )  # fmt: skip
+# Consent layers of common platforms (Sourcepoint, Usercentrics) by their names.
+_CONSENT_PHRASES = re.compile(r"sp-message|uc-banner")
 # Furniture words that win over a content word: "article-sidebar", "post-meta",
 # "article__author", "story-contact" are furniture of an article, not its text.
 _STRONG_WORDS = frozenset(
@@ -82,8 +84,7 @@ _STRONG_WORDS = frozenset(
 )  # fmt: skip
 _NEGATIVE_PHRASES = re.compile(
     r"most-(?:read|popular|viewed|shared)|read-(?:more|also|next)|also-read|more-(?:stories|news)|"
-    r"you-may-like|visually-hidden|sign-up|lesen-sie|mehr-zum-thema|zum-thema|reading-time|"
-    r"sp-message|uc-banner"
+    r"you-may-like|visually-hidden|sign-up|lesen-sie|mehr-zum-thema|zum-thema|reading-time"
 )
 _POSITIVE_WORDS = frozenset(
     {"article", "body", "content", "entry", "main", "post", "story", "text", "prose"}
@@ -168,7 +169,7 @@ def name_verdict(names: str, tag: str) -> str | None:
         return "comment"
     joined = "-".join(words)
     if tag not in ("article", "main") and (
-        any(w in _CONSENT_WORDS for w in words) or "sp-message" in joined or "uc-banner" in joined
+        any(w in _CONSENT_WORDS for w in words) or _CONSENT_PHRASES.search(joined)
     ):
         return "consent"
     if any(w in _NEGATIVE_WORDS for w in words) or _NEGATIVE_PHRASES.search(joined):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree  # type: ignore[import-untyped]
 
+from monitor.extract._phrases import BYLINE, CREDIT_LINE, is_date_line
+
 # Class/id words that name a lead (split like the other name vocabularies).
 _LEAD_WORDS = frozenset(
     {
@@ -53,12 +55,6 @@ _MAX_CHARS = 1500
 # A headline tag holds a lead only when it reads like one: long, several sentences.
 _MIN_HEADING_LEAD_CHARS = 120
 _MAX_LINK_SHARE = 0.25
-# A byline, a date line or a photo credit is not a lead.
-_NOT_PROSE = re.compile(
-    r"^\W*(?:von|by|text|fotos?|bilder?|quelle|stand|aktualisiert|updated|published|"
-    r"veröffentlicht|erschienen)\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +152,9 @@ def _header_paragraph(
 
 
 def _reads_like_lead(text: str, el: etree._Element) -> bool:
-    if not _MIN_CHARS <= len(text) <= _MAX_CHARS or _NOT_PROSE.match(text):
+    if not _MIN_CHARS <= len(text) <= _MAX_CHARS:
+        return False
+    if BYLINE.match(text) or CREDIT_LINE.match(text) or is_date_line(text):
         return False
     if text.endswith(("...", "…", "[…]")):  # an excerpt cut off: a teaser of something else
         return False
