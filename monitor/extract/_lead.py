@@ -47,6 +47,7 @@ _ELSEWHERE_WORDS = frozenset(
         "empfehlungen", "weitere", "mehr", "meistgelesen",
     }
 )  # fmt: skip
+_LEAD_HINT = re.compile("|".join(sorted(_LEAD_WORDS)), re.IGNORECASE)
 _LEAD_TAGS = frozenset({"p", "div", "section", "span", "strong", "b", "abstract", "h2", "h3"})
 _SPLIT_NAMES = re.compile(r"[\s_\-.]+|(?<=[a-z])(?=[A-Z])")
 _SENTENCE_END = re.compile(r"[.!?:;…][\"'“”»«)]*(?:\s|$)")
@@ -132,7 +133,10 @@ def _add(el: etree._Element, found: LeadCandidates, taken: set[etree._Element]) 
 def _named_lead(el: etree._Element, tag: str) -> bool:
     if tag == "abstract" or (el.get("itemprop") or "").lower() in ("description", "abstract"):
         return True
-    words = _words(f"{el.get('class') or ''} {el.get('id') or ''}")
+    names = f"{el.get('class') or ''} {el.get('id') or ''}"
+    if not _LEAD_HINT.search(names):  # most elements: no need to split names
+        return False
+    words = _words(names)
     return bool(words & _LEAD_WORDS) and not words & _NOT_LEAD_WORDS
 
 

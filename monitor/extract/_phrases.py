@@ -120,6 +120,8 @@ _CONSENT_TERMS = re.compile(
     re.IGNORECASE,
 )
 _CONSENT_MIN_TERMS = 3
+# Every consent layer names one of these; text without them needs no closer look.
+_CONSENT_CUES = ("cookie", "daten", "privacy", "consent", "einwillig", "tracking", "privatsph")
 # A consent layer speaks as "we" to "you"; news about cookie banners does not.
 _WE = re.compile(r"\b(?:wir|uns|unsere?[mnrs]?|we|us|our)\b", re.IGNORECASE)
 _YOU = re.compile(r"\b(?:Sie|Ihnen|Ihr\w*|du|dich|dir|dein\w*|you|your)\b")
@@ -128,6 +130,9 @@ _YOU = re.compile(r"\b(?:Sie|Ihnen|Ihr\w*|du|dich|dir|dein\w*|you|your)\b")
 def is_consent(text: str) -> bool:
     """Text of a cookie or consent layer: several distinct consent words, said by
     the site ("we") to the reader ("you")."""
+    lowered = text.lower()
+    if not any(word in lowered for word in _CONSENT_CUES):  # most text: no consent word
+        return False
     found = {m.group(0).lower() for m in _CONSENT_TERMS.finditer(text)}
     return len(found) >= _CONSENT_MIN_TERMS and bool(_WE.search(text)) and bool(_YOU.search(text))
 
