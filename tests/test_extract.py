@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,6 +161,11 @@ HOSTILE_INPUTS = {
     "truncated": b"<html><body><article><p>Cut off in the middle of a sentence that goes on",
     "deep_nesting": b"<html><body>" + b"<div>" * 100_000 + b"deep text" + b"</div>" * 100_000,
     "huge_text": b"<html><body><p>" + b"word, " * 3_500_000 + b"</p></body></html>",
+    # An <a> never closed: every paragraph after it sits inside the link.
+    "unclosed_links": b"<html><body>"
+    + b"<a href='/x'>" * 3000
+    + b"<p>Der Gemeinderat hat am Dienstag nach langer Debatte beraten.</p>" * 3000
+    + b"</body></html>",
 }
 
 
@@ -169,6 +175,13 @@ def test_hostile_page_gives_an_article_without_raising(name: str) -> None:
     article = extract(HOSTILE_INPUTS[name], "https://example.com/a")
     assert isinstance(article, Article)
     assert extract_text(decode_html(HOSTILE_INPUTS[name])) == article.text
+
+
+def test_paragraphs_inside_unclosed_links_are_text_and_cost_linear_time() -> None:
+    start = time.perf_counter()
+    text = extract(HOSTILE_INPUTS["unclosed_links"], "https://example.de/a").text
+    assert time.perf_counter() - start < 5  # 16 s when each paragraph measured its link
+    assert text.count("Der Gemeinderat") > 1000
 
 
 def test_truncated_page_gives_the_partial_text() -> None:

@@ -179,10 +179,12 @@ def _drop_before_headline(soup: BeautifulSoup | Tag) -> None:
     h1 = soup.find("h1")
     if not isinstance(h1, Tag):
         return
-    above = []
-    for el in h1.find_all_previous(["p", "div", "ul", "ol", "span", "a", "nav", "section"]):
-        if h1 not in el.descendants:
-            above.append(el)
+    ancestors = set(h1.parents)
+    above = [
+        el
+        for el in h1.find_all_previous(["p", "div", "ul", "ol", "span", "a", "nav", "section"])
+        if el not in ancestors
+    ]
     above_chars = sum(len(_text(el)) for el in above if el.parent not in above)
     if above and above_chars <= _MAX_ABOVE_HEADLINE_SHARE * len(_text(soup)):
         for el in above:

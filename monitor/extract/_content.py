@@ -205,13 +205,14 @@ def prune(root: etree._Element) -> None:
     the page's prose (it is a wrapper, not a sidebar).
     """
     doomed: list[etree._Element] = []
+    flow: dict[etree._Element, bool] = {}
     for el in root.iter():
         tag = el.tag
         if (
             not isinstance(tag, str)
             or tag in DROP_TAGS
             or (tag == "header" and el.getparent() is not None)
-            or (tag == "aside" and not _in_text_flow(el))
+            or (tag == "aside" and not _in_text_flow(el, flow))
             or el.get("hidden") is not None
             or el.get("aria-hidden") == "true"
         ):  # comments, processing instructions
@@ -261,23 +262,26 @@ def _in_running_text(el: etree._Element) -> bool:
     return bool(before and before.strip())
 
 
-def _in_text_flow(aside: etree._Element) -> bool:
+def _in_text_flow(aside: etree._Element, flow: dict[etree._Element, bool]) -> bool:
     """An <aside> between paragraphs of prose (an info box), not a sidebar.
 
     Sidebars sit next to the article container; info boxes, fact boxes and
     "background" boxes sit among the article's own paragraphs. The box itself
-    must read as prose, not as a list of links.
+    must read as prose, not as a list of links. ``flow`` remembers per parent
+    whether it holds such paragraphs (many asides in one parent stay linear).
     """
     parent = aside.getparent()
     if parent is None:
         return False
-    paragraphs = 0
-    for sibling in parent:
-        if sibling is not aside and sibling.tag == "p" and _text_len(sibling) >= _FLOW_MIN_CHARS:
-            paragraphs += 1
-            if paragraphs >= 2:
-                break
-    if paragraphs < 2:
+    if parent not in flow:
+        paragraphs = 0
+        for sibling in parent:
+            if sibling.tag == "p" and _text_len(sibling) >= _FLOW_MIN_CHARS:
+                paragraphs += 1
+                if paragraphs >= 2:
+                    break
+        flow[parent] = paragraphs >= 2
+    if not flow[parent]:
         return False
     length = _text_len(aside)
     return length >= _FLOW_MIN_CHARS and _link_len(aside) <= 0.3 * length
@@ -313,11 +317,17 @@ def _inside_small_link(el: etree._Element) -> bool:
     """A block inside a link: a teaser card whose title and summary are one link.
 
     A large link is an unclosed <a> that swallowed the rest of the page, not a
-    card; its paragraphs still count.
+    card; its paragraphs still count. Its text is counted only up to the limit,
+    so a page of paragraphs inside one <a> stays linear.
     """
     for ancestor in el.iterancestors():
         if ancestor.tag == "a":
-            return _text_len(ancestor) <= _MAX_CARD_LINK_CHARS
+            total = 0
+            for chunk in ancestor.itertext():
+                total += len(chunk.strip())
+                if total > _MAX_CARD_LINK_CHARS:
+                    return False
+            return True
     return False
 
 
@@ -355,6 +365,7 @@ class Scores:
     prose: dict[etree._Element, float] = field(default_factory=dict)
     blocks: dict[etree._Element, int] = field(default_factory=dict)
     stray_links: dict[etree._Element, int] = field(default_factory=dict)
+    best: dict[etree._Element, float] | None = None  # filled by best_inside() when needed
 
     def score(self, el: etree._Element) -> float:
         return self.prose.get(el, 0.0)
@@ -371,6 +382,20 @@ class Scores:
 
     def effective(self, el: etree._Element) -> float:
         return self.score(el) * self.teaser_penalty(el)
+
+    def best_inside(self, el: etree._Element) -> float:
+        """The best teaser-penalized score of the element or any descendant."""
+        if self.best is None:
+            self.best = {}
+            for node in reversed(list(el.getroottree().getroot().iter())):
+                if not isinstance(node.tag, str):
+                    continue
+                best = max(self.effective(node), self.best.get(node, 0.0))
+                self.best[node] = best
+                parent = node.getparent()
+                if parent is not None and best > self.best.get(parent, 0.0):
+                    self.best[parent] = best
+        return self.best.get(el, 0.0)
 
 
 def score_tree(body: etree._Element) -> Scores:
@@ -483,15 +508,11 @@ def _descend(node: etree._Element, scores: Scores) -> etree._Element:
             # The winner holds little of the text: a layout row that puts the
             # navigation column next to the article loses its whole score to
             # the navigation's links. Compare the best part inside each child.
-            effective = {c: _best_inside(c, scores) for c in children}
+            effective = {c: scores.best_inside(c) for c in children}
         best = max(children, key=lambda c: effective[c])
         if effective[best] / sum(effective.values()) < _DESCEND_SHARE:
             return node
         node = best
-
-
-def _best_inside(el: etree._Element, scores: Scores) -> float:
-    return max(scores.effective(e) for e in el.iter() if isinstance(e.tag, str))
 
 
 def _class_tokens(el: etree._Element) -> frozenset[str]:
