@@ -41,6 +41,8 @@ _MAX_CONSENT_CHARS = 2000
 _MAX_ABOVE_HEADLINE_SHARE = 0.2
 # A comments heading ends the article only after this much text.
 _MIN_TEXT_BEFORE_COMMENTS = 500
+# A box with its heading is shorter than this; a longer wrapper is not the box.
+_MAX_BOX_CHARS = 1500
 # A wrapper with two paragraphs this long is text, not a box with a heading.
 _BOX_PROSE_CHARS = 150
 
@@ -211,6 +213,17 @@ def _drop_comments(heading: Tag) -> bool:
     return True
 
 
+def _shorter_than(tag: Tag, limit: int) -> bool:
+    """Whether a tag's text is shorter than the limit, reading no more of it than that
+    (a page of many box headings in one big container stays linear)."""
+    total = 0
+    for chunk in tag.strings:
+        total += len(chunk.strip())
+        if total >= limit:
+            return False
+    return True
+
+
 def _drop_box(heading: Tag) -> None:
     """Drop a boilerplate heading and the box (or link list) it introduces."""
     parent = heading.parent
@@ -220,12 +233,12 @@ def _drop_box(heading: Tag) -> None:
         isinstance(parent, Tag)
         and parent.name not in ("body", "[document]", "html")
         and not (isinstance(parent.parent, Tag) and parent.parent.name == "body")
+        and _shorter_than(parent, _MAX_BOX_CHARS)
     ):
         siblings = [c for c in parent.children if isinstance(c, Tag)]
-        if len(_text(parent)) < 1500 and (
-            (len(siblings) <= 4 and not _holds_prose(parent, heading))
-            or _link_density(parent, len(_text(parent))) > 0.4
-        ):
+        if (len(siblings) <= 4 and not _holds_prose(parent, heading)) or _link_density(
+            parent, len(_text(parent))
+        ) > 0.4:
             parent.decompose()
             return
     nxt = heading.find_next_sibling()
