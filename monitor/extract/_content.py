@@ -69,7 +69,7 @@ _CONSENT_WORDS = frozenset(
     }
 )  # fmt: skip
 # Consent layers of common platforms (Sourcepoint, Usercentrics) by their names.
-_CONSENT_PHRASES = re.compile(r"sp-message|uc-banner")
+_CONSENT_PHRASES = ("sp-message", "uc-banner")
 # Furniture words that win over a content word: "article-sidebar", "post-meta",
 # "article__author", "story-contact" are furniture of an article, not its text.
 _STRONG_WORDS = frozenset(
@@ -169,7 +169,7 @@ def name_verdict(names: str, tag: str) -> str | None:
         return "comment"
     joined = "-".join(words)
     if tag not in ("article", "main") and (
-        any(w in _CONSENT_WORDS for w in words) or _CONSENT_PHRASES.search(joined)
+        any(w in _CONSENT_WORDS for w in words) or any(p in joined for p in _CONSENT_PHRASES)
     ):
         return "consent"
     if any(w in _NEGATIVE_WORDS for w in words) or _NEGATIVE_PHRASES.search(joined):
