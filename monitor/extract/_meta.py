@@ -28,6 +28,7 @@ class PageMeta:
     language: str | None
     published: datetime | None
     article_body: str | None  # JSON-LD articleBody, as published (may hold HTML)
+    description: str | None = None  # JSON-LD description, else og:/twitter:/meta description
 
 
 def parse_date(value: str) -> datetime | None:
@@ -117,7 +118,7 @@ def _meta_tags(root: etree._Element) -> dict[str, str]:
     return tags
 
 
-def _clean_title(value: str | None) -> str | None:
+def _one_line(value: str | None) -> str | None:
     if not value:
         return None
     title = " ".join(value.split())
@@ -125,16 +126,16 @@ def _clean_title(value: str | None) -> str | None:
 
 
 def read_meta(root: etree._Element, headers: Mapping[str, str] | None) -> PageMeta:
-    """Collect title, language, publication time and JSON-LD articleBody."""
+    """Collect title, language, publication time, JSON-LD articleBody and the description."""
     articles = _jsonld_articles(root)
     tags = _meta_tags(root)
 
-    title = _clean_title(_first_str(articles, "headline")) or _clean_title(tags.get("og:title"))
+    title = _one_line(_first_str(articles, "headline")) or _one_line(tags.get("og:title"))
     if title is None:
         for tag in ("h1", "title"):
             node = next(root.iter(tag), None)
             if node is not None:
-                title = _clean_title("".join(node.itertext()))
+                title = _one_line("".join(node.itertext()))
                 if title:
                     break
 
@@ -172,4 +173,16 @@ def read_meta(root: etree._Element, headers: Mapping[str, str] | None) -> PageMe
                 break
 
     body = _first_str(articles, "articleBody")
-    return PageMeta(title=title, language=language, published=published, article_body=body)
+    description = (
+        _first_str(articles, "description")
+        or tags.get("og:description")
+        or tags.get("description")
+        or tags.get("twitter:description")
+    )
+    return PageMeta(
+        title=title,
+        language=language,
+        published=published,
+        article_body=body,
+        description=_one_line(description),
+    )
