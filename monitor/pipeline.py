@@ -238,7 +238,9 @@ class Poller:
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, policy.max_age)]
         extract_on = config.feed_extract(feed)
-        articles, article_error = await self._articles(ctx, name, feed.tags, fresh, extract_on)
+        articles, article_error, canonicals = await self._articles(
+            ctx, name, feed.tags, fresh, extract_on
+        )
         analyses, errors = await self._analyze(config, name, feed.tags, fresh, articles)
         got = update.Parsed(
             parsed=doc,
@@ -249,6 +251,7 @@ class Poller:
             errors=errors,
             article_error=article_error,
             articles_tried=bool(articles or article_error),
+            canonicals=canonicals,
         )
         return update.parsed(state, result, got, now, policy, self._rng)
 
@@ -312,11 +315,12 @@ class Poller:
         tags: tuple[str, ...],
         entries: Sequence[FeedEntry],
         extract_on: bool,
-    ) -> tuple[dict[str, str], str | None]:
+    ) -> tuple[dict[str, str], str | None, dict[str, str]]:
         """The extracted article text of the entries whose rules can still depend on it.
 
         Also the last article fetch that failed (URL and reason), for ``status``;
-        such an entry is matched on its feed text.
+        such an entry is matched on its feed text; and the URL each page names as
+        its own (``rel=canonical``: an AMP or mobile copy names the article).
 
         An article page is fetched only when some rule's decision can still
         depend on it: not when every rule that looks at `content` has matched
@@ -324,7 +328,7 @@ class Poller:
         """
         linked = [e for e in entries if e.link]
         if not extract_on or not linked:
-            return {}, None
+            return {}, None, {}
         rules = ctx.config.rules
         try:
             needed = await self._offload(needs_article, rules, linked, label, tags)
@@ -334,13 +338,16 @@ class Poller:
         wanted = [e for e, need in zip(linked, needed, strict=True) if need]
         results = await asyncio.gather(*(self._article(ctx.fetcher, e.link or "") for e in wanted))
         texts: dict[str, str] = {}
+        canonicals: dict[str, str] = {}
         error = None
         for e, (article, problem) in zip(wanted, results, strict=True):
+            if article is not None and article.canonical:
+                canonicals[e.identity] = article.canonical
             if article is not None and article.text.strip():
                 texts[e.identity] = article.text
             elif problem:
                 error = f"{e.link}: {problem}"
-        return texts, error
+        return texts, error, canonicals
 
     async def _article(self, fetcher: Fetcher, link: str) -> tuple[Article | None, str | None]:
         """The article at ``link``, or None and why not."""

@@ -90,6 +90,7 @@ class Article:
     text: str
     language: str | None = None
     published: datetime | None = None
+    canonical: str | None = None  # the URL the page names as its own (rel=canonical)
 
 
 # --------------------------------------------------------------------------

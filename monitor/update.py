@@ -258,6 +258,7 @@ class Parsed:
     errors: Mapping[str, str]  # identity -> why its matching failed (this poll)
     article_error: str | None = None
     articles_tried: bool = False  # article pages were fetched (the error is news)
+    canonicals: Mapping[str, str] = field(default_factory=dict)  # identity -> rel=canonical
 
 
 def parsed(
@@ -336,7 +337,7 @@ def parsed(
                 outgoing=outgoing(policy, name, entry, analysis),
                 story=(
                     Story(
-                        canonical_url(entry.link) if entry.link else None,
+                        _story_url(got.canonicals.get(entry.identity) or entry.link),
                         analysis.story,
                         policy.story_window,
                     )
@@ -382,6 +383,10 @@ def parsed(
         messages=tuple(said),
         given_up=given_up_error,
     )
+
+
+def _story_url(link: str | None) -> str | None:
+    return canonical_url(link) if link else None
 
 
 def outgoing(

@@ -288,3 +288,52 @@ def test_the_operator_hears_when_an_alert_is_given_up(world: World) -> None:
         assert (status.failed, status.pending) == (1, 0)
     finally:
         _close(app)
+
+
+def test_an_amp_copy_that_names_its_article_as_canonical_is_the_same_story(
+    world: World,
+) -> None:
+    from tests.feeds import article_page
+
+    # the keyword is in the pages only: they are read, and name their canonical URL
+    page = article_page("KI-Labor legt nach", "DeepSeek hat ein neues Modell vorgestellt.")
+    amp = page.replace(
+        "<head>", '<head><link rel="canonical" href="https://news.example/artikel-1">', 1
+    )
+    other = article_page(
+        "Neues Modell aus China", "Ein chinesisches Labor zeigt ein Sprachmodell namens DeepSeek."
+    ).replace(
+        "<head>",
+        '<head><link rel="canonical" href="http://news.example/artikel-1?utm_source=rss#top">',
+        1,
+    )
+    world.site.put("/amp/artikel-1.html", amp, "text/html; charset=utf-8")
+    world.site.put("/artikel-1.html", other, "text/html; charset=utf-8")
+    text = f"""
+settings: {{extract: true}}
+notifiers:
+  chat: "{world.chat.url}"
+feeds:
+  - url: {world.site.url("/a.xml")}
+    name: Feed A
+  - url: {world.site.url("/b.xml")}
+    name: Feed B
+rules:
+  - name: DeepSeek
+    keywords: [DeepSeek]
+"""
+    config = parse_config(text, world.tmp / "feeds.yaml", {})
+    app = App(config, db=str(world.tmp / "monitor.db"), console=io.StringIO())
+    try:
+        world.site.put(
+            "/a.xml", rss([Item("KI-Labor legt nach", world.site.url("/amp/artikel-1.html"))])
+        )
+        _round(app)
+        # the other page names the same article (http, a tracking parameter, a fragment)
+        world.site.put(
+            "/b.xml", rss([Item("Neues Modell aus China", world.site.url("/artikel-1.html"))])
+        )
+        _round(app)
+        assert world.chat.alerts() == ["[DeepSeek] KI-Labor legt nach"]
+    finally:
+        _close(app)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
+from urllib.parse import urljoin, urlsplit
 
 from lxml import etree  # type: ignore[import-untyped]
 
@@ -139,7 +141,13 @@ def _extract(html: str, headers: Mapping[str, str] | None) -> Article:
         text = f"{lead}\n\n{text}" if text else lead
     text = repair_mojibake(text[:_MAX_TEXT_CHARS])
     title = repair_mojibake(meta.title) if meta.title else None
-    return Article(title=title, text=text, language=meta.language, published=meta.published)
+    return Article(
+        title=title,
+        text=text,
+        language=meta.language,
+        published=meta.published,
+        canonical=meta.canonical,
+    )
 
 
 def extract(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> Article:
@@ -154,11 +162,24 @@ def extract(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> 
     parse" and replaces the worker.
     """
     try:
-        return _extract(decode_html(body, headers), headers)
+        article = _extract(decode_html(body, headers), headers)
     except (MemoryError, SystemError):
         raise
     except Exception:
         return Article(title=None, text="")
+    return replace(article, canonical=_absolute(article.canonical, url))
+
+
+def _absolute(link: str | None, base: str) -> str | None:
+    """A page's canonical URL made absolute; only http(s) (it names a story, never fetched)."""
+    if not link:
+        return None
+    try:
+        absolute = urljoin(base, link.strip())
+        scheme = urlsplit(absolute).scheme.lower()
+    except ValueError:
+        return None
+    return absolute if scheme in ("http", "https") else None
 
 
 def extract_text(html: str, url: str | None = None) -> str:

@@ -29,6 +29,7 @@ class PageMeta:
     published: datetime | None
     article_body: str | None  # JSON-LD articleBody, as published (may hold HTML)
     description: str | None = None  # JSON-LD description, else og:/twitter:/meta description
+    canonical: str | None = None  # <link rel=canonical> (else og:url): the article's own URL
 
 
 def parse_date(value: str) -> datetime | None:
@@ -185,4 +186,15 @@ def read_meta(root: etree._Element, headers: Mapping[str, str] | None) -> PageMe
         published=published,
         article_body=body,
         description=_one_line(description),
+        canonical=_canonical(root, tags),
     )
+
+
+def _canonical(root: etree._Element, tags: Mapping[str, str]) -> str | None:
+    """The URL the page names as its own: an AMP or mobile copy names the article."""
+    for link in root.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        href = (link.get("href") or "").strip()
+        if "canonical" in rel and href:
+            return href
+    return tags.get("og:url") or None
