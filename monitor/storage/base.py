@@ -101,6 +101,18 @@ class FeedState:
 
 
 @dataclass(frozen=True, slots=True)
+class DueTime:
+    """What planning the due times of a configured feed needs (a light read of 100,000)."""
+
+    key: str
+    configured: str
+    next_due: datetime | None
+    last_poll: datetime | None
+    paused: bool
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
 class FeedStats:
     """Counts of a feed's history, for ``status`` (a query, never part of a poll)."""
 
@@ -240,6 +252,10 @@ class Storage(Protocol):
 
     def feed_states(self) -> list[FeedState]:
         """Every known feed's stored state (its counts: ``feed_stats``)."""
+
+    def due_times(self, before: datetime | None = None) -> list[DueTime]:
+        """The due times of the feeds the config lists (``ensure_feeds``), for planning;
+        with ``before``, only those due before it or never polled."""
 
     def feed_stats(self) -> dict[str, FeedStats]:
         """Per feed key: how many entries and matches it has stored (for ``status``)."""

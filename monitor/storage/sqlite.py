@@ -18,6 +18,7 @@ from monitor import decide
 from monitor.storage.base import (
     CarriedOver,
     Delivery,
+    DueTime,
     FeedRef,
     FeedState,
     FeedStats,
@@ -513,8 +514,22 @@ class SQLiteStorage:
             )
             out.append(CarriedOver(c.key, c.url, c.earlier, c.reason, c.rivals))
         carried = {c.url for c in carries}
-        for ref in unknown:
-            if ref.url not in carried:
+        rest = [r for r in unknown if r.url not in carried]
+        taken: set[str] = set()
+        for i in range(0, len(rest), 500):
+            chunk = [r.url for r in rest[i : i + 500]]
+            marks = ",".join("?" * len(chunk))
+            taken.update(
+                row[0] for row in db.execute(f"SELECT key FROM feeds WHERE key IN ({marks})", chunk)
+            )
+        # the usual case in one statement (a first start with 100,000 feeds); a URL
+        # whose key an earlier feed holds gets a key of its own
+        db.executemany(
+            "INSERT INTO feeds (key, url, configured, name) VALUES (?, ?, ?, ?)",
+            [(r.url, r.url, r.url, r.name) for r in rest if r.url not in taken],
+        )
+        for ref in rest:
+            if ref.url in taken:
                 self._insert_feed(ref.url, ref.name)
         return out
 
@@ -534,15 +549,20 @@ class SQLiteStorage:
         "key, url, configured, title, etag, last_modified, body_hash, last_poll, last_status,"
         " last_error, error_count, next_due, gone, paused, failed_hash, failed_error,"
         " failed_tries, failing_entries, entry_error, article_error, rate, rate_at,"
-        " last_parsed, last_new,"
-        " (SELECT json_group_array(url) FROM (SELECT url FROM feed_urls u WHERE u.feed = f.key"
+        " last_parsed, last_new"
+    )
+    _EARLIER = (
+        ", (SELECT json_group_array(url) FROM (SELECT url FROM feed_urls u WHERE u.feed = f.key"
         " ORDER BY u.id))"
     )
 
     @staticmethod
-    def _feed_row(row: tuple[object, ...]) -> FeedState:
+    def _feed_row(
+        row: tuple[object, ...], earlier_urls: tuple[str, ...] | None = None
+    ) -> FeedState:
         (key, url, configured, title, etag, lm, bh, lp, ls, le, ec, nd, gone, paused) = row[:14]
-        (fh, fe, ft, failing, ee, ae, rate, rate_at, parsed, last_new, earlier) = row[14:]
+        (fh, fe, ft, failing, ee, ae, rate, rate_at, parsed, last_new) = row[14:24]
+        earlier = row[24] if len(row) > 24 else None
         return FeedState(
             key=str(key),
             url=str(url),
@@ -566,7 +586,13 @@ class SQLiteStorage:
             else (),
             entry_error=ee,  # type: ignore[arg-type]
             article_error=ae,  # type: ignore[arg-type]
-            earlier_urls=tuple(json.loads(str(earlier))) if earlier else (),
+            earlier_urls=(
+                earlier_urls
+                if earlier_urls is not None
+                else tuple(json.loads(str(earlier)))
+                if earlier
+                else ()
+            ),
             rate=float(rate or 0.0),  # type: ignore[arg-type]
             rate_at=_dt(rate_at),  # type: ignore[arg-type]
             last_parsed=_dt(parsed),  # type: ignore[arg-type]
@@ -575,7 +601,8 @@ class SQLiteStorage:
 
     def feed_state(self, url: str) -> FeedState:
         row = self._db.execute(
-            f"SELECT {self._STATE_COLUMNS} FROM feeds f WHERE configured = ?", (url,)
+            f"SELECT {self._STATE_COLUMNS}{self._EARLIER} FROM feeds f WHERE configured = ?",
+            (url,),
         ).fetchone()
         if row is None:
             key = self._insert_feed(url, None)
@@ -583,8 +610,22 @@ class SQLiteStorage:
         return self._feed_row(row)
 
     def feed_states(self) -> list[FeedState]:
+        earlier: dict[str, list[str]] = {}
+        for feed, url in self._db.execute("SELECT feed, url FROM feed_urls ORDER BY id"):
+            earlier.setdefault(feed, []).append(url)
         rows = self._db.execute(f"SELECT {self._STATE_COLUMNS} FROM feeds f ORDER BY key")
-        return [self._feed_row(r) for r in rows]
+        return [self._feed_row(r, tuple(earlier.get(r[0], ()))) for r in rows]
+
+    def due_times(self, before: datetime | None = None) -> list[DueTime]:
+        rows = self._db.execute(
+            "SELECT key, configured, next_due, last_poll, paused, rate FROM feeds"
+            " WHERE active = 1 AND (? IS NULL OR next_due IS NULL OR next_due < ?)",
+            (_ts(before), _ts(before)),
+        )
+        return [
+            DueTime(k, c or k, _dt(n), _dt(lp), bool(p), float(r or 0.0))
+            for k, c, n, lp, p, r in rows
+        ]
 
     def feed_stats(self) -> dict[str, FeedStats]:
         stats: dict[str, FeedStats] = {}
@@ -620,7 +661,7 @@ class SQLiteStorage:
             return []
         marks = ",".join("?" * len(keys))
         rows = self._db.execute(
-            f"SELECT {self._STATE_COLUMNS} FROM feeds f WHERE key IN ({marks})"
+            f"SELECT {self._STATE_COLUMNS}{self._EARLIER} FROM feeds f WHERE key IN ({marks})"
             " ORDER BY next_due, key",
             keys,
         )
