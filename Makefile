@@ -2,23 +2,33 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt check bench bench-soak bench-extract bench-match bench-story bench-chaos clean
+.PHONY: run test lint fmt check schema venv bench bench-soak bench-extract bench-match bench-story bench-chaos clean
 
-$(STAMP): pyproject.toml
+# `make run` installs what the daemon needs, nothing more; `make test` adds the test tools.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/monitor -c feeds.yaml run
 
-check: $(STAMP)
+check: $(RUNTIME)
 	$(BIN)/monitor -c feeds.yaml check
+
+# Write the JSON Schema of feeds.yaml again (after a change of the config's keys).
+schema: $(RUNTIME)
+	$(BIN)/monitor schema > monitor/feeds.schema.json.tmp && mv monitor/feeds.schema.json.tmp monitor/feeds.schema.json
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check monitor tests benchmarks

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 from monitor import __version__, decide, notify
+from monitor.activity import Activity, Counted
 from monitor.config import DEFAULT_WORKER_MEMORY, Config, FeedSpec
 from monitor.delivery import Deliverer, RetryPolicy, Target, Targets, owner_is_dead, process_owner
 from monitor.fetch import Fetcher, FetchPolicy
@@ -58,19 +59,28 @@ def _origins(urls: Iterable[str]) -> frozenset[str]:
     return frozenset(by_prefix.values())
 
 
-def build_targets(config: Config, console: TextIO | None = None) -> Targets:
-    """(notifier, URL position) -> its target; the console when none is configured."""
+def build_targets(
+    config: Config, console: TextIO | None = None, activity: Activity | None = None
+) -> Targets:
+    """(notifier, URL position) -> its target; the console when none is configured.
+
+    With ``activity``, each target's sends are counted there.
+    """
     targets: dict[tuple[str, int], Target] = {}
+
+    def counted(sender: notify.Sender) -> notify.Sender:
+        return Counted(sender, activity) if activity is not None else sender
+
     for n in config.notifiers:
         for position, url in enumerate(n.urls):
             targets[(n.name, position)] = Target(
                 notify.mask(url, config.secrets),
-                notify.AppriseSender(url, config.secrets),
+                counted(notify.AppriseSender(url, config.secrets)),
                 n,
             )
     if not config.notifiers:
         sender = notify.ConsoleSender(console) if console else notify.ConsoleSender()
-        targets[(notify.CONSOLE, 0)] = Target("console", sender)
+        targets[(notify.CONSOLE, 0)] = Target("console", counted(sender))
     return targets
 
 
@@ -136,7 +146,8 @@ class App:
         self.executor = executor
         self.context = Context(config, Fetcher(fetch_policy(config)))
         self._retired: list[Fetcher] = []
-        self.targets = build_targets(config, console)
+        self.activity = Activity()  # what the daemon did lately (its summary a minute)
+        self.targets = build_targets(config, console, self.activity)
         self.rng = rng or random.Random()
         self.poller = Poller(
             context=lambda: self.context,
@@ -196,7 +207,8 @@ class App:
     def switch(self, config: Config) -> None:
         """The part of ``reload`` after the store knows the config's feeds (the daemon runs
         ``know_feeds`` in a store thread first, so the event loop never waits for SQLite)."""
-        targets = build_targets(config, self._console)  # may raise: nothing changes then
+        # may raise: nothing changes then
+        targets = build_targets(config, self._console, self.activity)
         fetcher = self.context.fetcher
         policy = fetch_policy(config)
         if policy != fetcher.policy:
@@ -238,6 +250,10 @@ class App:
         except Stopped:  # shutting down: still due, polled after a restart
             await self._db(self.storage.release_feeds, [state.key], self.owner)
             return
+        if outcome.status is not None or outcome.error is not None:  # not skipped (paused)
+            self.activity.poll(
+                new=outcome.new, matched=len(outcome.alerts), failed=outcome.error is not None
+            )
         if outcome.alerts:
             self.deliverer.wake()
 

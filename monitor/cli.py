@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import traceback
@@ -19,25 +18,31 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor import __version__, notify, update
+from monitor import __version__, decide, logs, notify, update
 from monitor.config import (
     Config,
     ConfigError,
     DatabaseChoice,
     FeedSpec,
+    Settings,
     choose_database,
     format_duration,
     load_config,
     parse_duration,
     summary,
 )
-from monitor.redact import RedactingFilter, Redactor, redacted_stdio
+from monitor.redact import Redactor, redacted_stdio
 from monitor.render import test_message
 from monitor.storage import Storage, StorageError, open_storage
 from monitor.storage.base import FeedState, FeedStats
 from monitor.types import RuleMatch, Snippet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command can't run as given; the message says what to give it (exit 2)."""
+
 
 # The secrets of every config this process loaded; only ever grows (see redact.Redactor).
 _REDACTOR = Redactor()
@@ -67,7 +72,11 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
         "else monitor.db next to feeds.yaml)",
     )
     common.add_argument(
-        "-v", "--verbose", action="store_true", default=default(False), help="debug logging"
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="debug logging, apprise's and APScheduler's included",
     )
     return common
 
@@ -83,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
     sub.add_parser("check", parents=[common], help="validate the config")
+    sub.add_parser(
+        "schema", parents=[common], help="print the JSON Schema of feeds.yaml (for editors)"
+    )
     poll = sub.add_parser("poll", parents=[common], help="one poll round now, print matches")
     poll.add_argument("--feed", action="append", help="only this feed (name or URL); repeatable")
     poll.add_argument("--dry-run", action="store_true", help="store and send nothing")
@@ -134,22 +146,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # apprise and APScheduler are chatty at INFO; their warnings still show.
-    for name in ("apprise", "apscheduler"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    # On the handlers, not a logger: records of every logger (apprise's too) pass them.
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter(_REDACTOR))
-
-
 def _load(path: str) -> Config:
     try:
         config = load_config(Path(path), os.environ)
@@ -157,6 +153,7 @@ def _load(path: str) -> Config:
         _REDACTOR.add(exc.secrets)
         raise
     _REDACTOR.add(config.secrets)
+    logs.apply(config.settings)
     return config
 
 
@@ -187,6 +184,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     database = _database(args, config.settings.database)
     print(summary(config, lambda url: notify.mask(url, config.secrets), database))
+    for warning in config.warnings:  # valid, so exit 0, but likely not what was meant
+        print(warning, file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from monitor.schema import render
+
+    sys.stdout.write(render())
     return EXIT_OK
 
 
@@ -205,14 +211,20 @@ async def _poll(args: argparse.Namespace, config: Config) -> int:
     from monitor.app import App, process_pool
 
     feeds = list(config.feeds)
-    if args.feed:
-        wanted = set(args.feed)
-        feeds = [f for f in feeds if f.name in wanted or f.url in wanted]
-        missing = wanted - {f.name for f in feeds} - {f.url for f in feeds}
-        if missing:
-            print(f"monitor: no feed named {', '.join(sorted(missing))}", file=sys.stderr)
-            return EXIT_USAGE
     database = _database(args, config.settings.database).location
+    if args.feed:
+        # the names status shows: a feed without name: goes by its own (stored) title
+        titles = _stored_titles(database)
+        wanted = set(args.feed)
+        known = {f.url: {f.url, f.name or titles.get(f.url) or f.url} for f in feeds}
+        feeds = [f for f in feeds if known[f.url] & wanted]
+        missing = wanted - {n for f in feeds for n in known[f.url]}
+        if missing:
+            print(
+                f"monitor: no feed named {', '.join(sorted(missing))} (see `monitor feeds`)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     # Parsing, extraction and matching run in workers under the memory ceiling, as
     # in the daemon: a document that blows up a parser costs its feed, not this process.
     pool = process_pool(config)
@@ -315,6 +327,18 @@ def _alert_json(a: Any) -> str:
     )
 
 
+def _stored_titles(database: str) -> dict[str, str]:
+    """Configured URL -> the feed's own title, from the database if there is one yet."""
+    try:
+        store = open_storage(database, readonly=True)
+    except StorageError:
+        return {}
+    try:
+        return {s.configured or s.key: s.title for s in store.feed_states() if s.title}
+    finally:
+        store.close()
+
+
 def cmd_poll(args: argparse.Namespace) -> int:
     return asyncio.run(_poll(args, _load(args.config)))
 
@@ -342,7 +366,19 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
 
 def _load_for_store(args: argparse.Namespace) -> tuple[Config | None, str | None, str | None]:
     """The config (None when it has errors: the store is still shown), its problem, and its
-    ``settings.database`` (read even from a broken config)."""
+    ``settings.database`` (read even from a broken config).
+
+    A config that isn't there at all is an error, unless the database is named
+    (``--db``, ``MONITOR_DB``): without either, which database would it be?
+    """
+    if not Path(args.config).exists():
+        if args.db or os.environ.get("MONITOR_DB"):
+            print(f"monitor: no config at {args.config}: the database alone", file=sys.stderr)
+            return None, None, None
+        raise UsageError(
+            f"no config at {os.path.abspath(args.config)}: give the config with -c PATH "
+            "(or MONITOR_CONFIG), or the database with --db PATH (or MONITOR_DB)"
+        )
     try:
         config = _load(args.config)
     except ConfigError as exc:
@@ -376,6 +412,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         stats = store.feed_stats()
         outbox = store.outbox_stats()
         meta = store.meta()
+        pid = store.daemon_pid()  # None: no `monitor run` holds this database now
     finally:
         store.close()
     configured = set(config.notifier_urls()) if config else set(outbox.notifiers)
@@ -427,11 +464,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                 },
             },
             "config_error": meta.get("config_error") or config_problem,
-            "started": meta.get("started"),
+            "running": pid is not None,
+            "pid": pid or None,
+            "started": meta.get("started"),  # of the last daemon, running or not
         }
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return EXIT_OK
     print(f"database {database.location} ({database.source})")
+    started = meta.get("started")
+    if pid is not None:
+        print(f"daemon running{f' (pid {pid})' if pid else ''}, started {started or '?'}")
+    else:
+        last = f"; the last one started {started}" if started else ""
+        print(f"no daemon running on this database{last}")
     for row in feeds:
         when = f"next {row['next_poll'] or 'soon'}"
         if row["paused"]:
@@ -466,6 +511,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interval_of(config: Config | None, spec: FeedSpec, state: FeedState) -> float:
+    """The base interval in force: the configured one, or what ``auto`` makes of the
+    feed's publishing rate."""
+    if config is not None:
+        return update.interval_in_force(update.policy(config, spec), state)[0]
+    default = Settings()
+    interval = spec.interval if spec.interval is not None else default.interval
+    if isinstance(interval, str):  # auto
+        return decide.auto_interval(state.rate, default.min_interval, default.max_interval)
+    return float(interval)
+
+
+_WHY = {
+    "configured": "the configured interval",
+    "feed_hints": "the feed's ttl, Cache-Control max-age or skipHours",
+    "backoff": "backoff after failed polls",
+    "retry_after": "the server's Retry-After",
+    "gone": "gone (410): asked again once a day",
+    "due": "due now",
+    "paused": "paused: not polled until resumed",
+    "not_polled": "not polled yet",
+}
+
+
+def _interval_text(explained: decide.IntervalInForce, configured: float, errors: int) -> str:
+    """``every 1h: the feed's ttl, ... (configured 15m, ...)`` for ``monitor feeds``."""
+    reason = explained.reason
+    why = _WHY[reason]
+    if explained.seconds is None or reason == "due":
+        return f"{why} (configured every {format_duration(configured)})"
+    if reason == "configured":
+        return f"every {format_duration(configured)}: {why}"
+    seconds = explained.seconds
+    # jitter (5 %, at most a minute) makes 4m into 3m59s: shown to the minute
+    shown = format_duration(round(seconds / 60) * 60 if seconds >= 120 else seconds)
+    if reason == "feed_hints":
+        cap = format_duration(decide.hint_cap(configured))
+        detail = f"configured {format_duration(configured)}; hints lengthen it to {cap} at most"
+    elif reason == "backoff":
+        cap = format_duration(max(decide.MAX_BACKOFF, configured))
+        detail = (
+            f"{errors} in a row; configured {format_duration(configured)}, doubling with each "
+            f"failure, {cap} at most"
+        )
+    else:
+        detail = f"configured {format_duration(configured)}"
+    return f"every {shown}: {why} ({detail})"
+
+
 def cmd_feeds(args: argparse.Namespace) -> int:
     config, _problem, setting = _load_for_store(args)
     store, database = _read_store(args, setting)  # exists: checked, never created here
@@ -480,22 +574,43 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             return _pause_or_resume(store, rows, stored, args.feeds_command, args.name)
     finally:
         store.close()
+    now = datetime.now(UTC)
     for name, spec, s in rows:
+        configured = _interval_of(config, spec, s)
+        explained = decide.explain_interval(
+            interval=configured,
+            last_poll=s.last_poll,
+            next_due=s.next_due,
+            error_count=s.error_count,
+            gone=s.gone,
+            paused=s.paused,
+            now=now,
+        )
         row = {
             "name": name,
+            "name_from": "config" if spec.name else "title" if s.title else "url",
             "url": s.url,
             "configured_url": spec.url,
             "state": s.condition,
             "last_poll": _iso(s.last_poll),
             "next_poll": None if s.paused else _iso(s.next_due),
+            "last_entry": _iso(s.last_new),
+            "interval": explained.seconds,
+            "interval_reason": explained.reason,
+            "configured_interval": configured,
             "error": s.last_error,
         }
         if args.json:
             print(json.dumps(row, ensure_ascii=False))
             continue
         when = "not polled" if s.paused else f"next poll {row['next_poll'] or 'soon'}"
-        print(f"{name}  {s.condition.upper()}  last poll {row['last_poll'] or 'never'}, {when}")
+        title = " (its own title: no name: in feeds.yaml)" if row["name_from"] == "title" else ""
+        print(
+            f"{name}{title}  {s.condition.upper()}  last poll {row['last_poll'] or 'never'}, {when}"
+        )
         print(f"    {s.url}" + (f" (configured: {spec.url})" if s.url != spec.url else ""))
+        print(f"    last new entry {row['last_entry'] or 'none yet'}")
+        print(f"    {_interval_text(explained, configured, s.error_count)}")
         if s.last_error:
             print(f"    error: {s.last_error}")
     return EXIT_OK
@@ -713,37 +828,51 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_import_opml(args: argparse.Namespace) -> int:
-    from monitor.opml import OpmlError, merge_into_yaml, parse_opml
+    from monitor.config import parse_config
+    from monitor.opml import OpmlError, merge_into_yaml, read_opml
 
     path = Path(args.config)
     try:
-        feeds = parse_opml(Path(args.file).read_bytes())
+        found = read_opml(Path(args.file).read_bytes())
     except (OSError, OpmlError) as exc:
         print(f"monitor: {args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     before = _load(args.config)  # never write into a config that is already broken
     known = {f.url for f in before.feeds}
-    text = merge_into_yaml(path.read_text(encoding="utf-8"), feeds)
-    # Check the result before writing it: a running daemon reloads the file at once.
-    from monitor.config import parse_config
-
-    parse_config(text, Path(os.path.abspath(path)), os.environ)
-    path.write_text(text, encoding="utf-8")
-    added = [f for f in feeds if f.url not in known]
-    print(f"{len(added)} feeds added to {path}, {len(feeds) - len(added)} already there")
+    added = [f for f in found.feeds if f.url not in known]
+    if added:
+        text = merge_into_yaml(path.read_text(encoding="utf-8"), found.feeds)
+        # Check the result before writing it: a running daemon reloads the file at once.
+        parse_config(text, Path(os.path.abspath(path)), os.environ)
+        path.write_text(text, encoding="utf-8")
+    there = len(found.feeds) - len(added)
+    print(f"{len(added)} feeds added to {path}, {there} already there")
+    for written, url in found.converted:
+        print(f"  converted {written} -> {url}")
+    if found.skipped:
+        print(f"{len(found.skipped)} outlines skipped:")
+        for written, why in found.skipped:
+            print(f"  {written}: {why}")
+    if not found.feeds and found.skipped:
+        print(f"monitor: {args.file}: no feed in it could be imported", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
 def cmd_export_opml(args: argparse.Namespace) -> int:
     from monitor.opml import export_opml
 
-    print(export_opml(_load(args.config).feeds, "rss-monitor"))
+    config = _load(args.config)
+    # a feed without name: is titled as the feed calls itself (known once it was polled)
+    titles = _stored_titles(_database(args, config.settings.database).location)
+    print(export_opml(config.feeds, "rss-monitor", titles))
     return EXIT_OK
 
 
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
+    "schema": cmd_schema,
     "poll": cmd_poll,
     "test-notify": cmd_test_notify,
     "status": cmd_status,
@@ -759,12 +888,24 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``monitor`` console script."""
     args = _parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    logs.setup(_REDACTOR, verbose=args.verbose, env=os.environ)
     with redacted_stdio(_REDACTOR):
         try:
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # here, where a reader that left (| head) is caught
+            return code
+        except BrokenPipeError:
+            # `monitor matches | head -1`: the reader has what it wanted. Quietly, like
+            # grep; stdout goes to /dev/null so the flush at exit can't fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return EXIT_OK
         except ConfigError as exc:
             print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except UsageError as exc:
+            print(f"monitor: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except ValueError as exc:  # e.g. a bad --since
             print(f"monitor: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from monitor import notify
 from monitor.match import validate_rule
+from monitor.query import lowercase_operators
 from monitor.redact import Redactor, url_credentials
 from monitor.types import RuleSpec
 
@@ -106,6 +107,9 @@ class Settings:
     admin_notify: str | None = None  # the notifier that gets operator notices
     admin_failures: int = 5  # polls failed in a row before the operator is told
     worker_memory: int = DEFAULT_WORKER_MEMORY  # each worker's memory ceiling in bytes; 0: none
+    respect_ttl: bool = True  # a feed's ttl / Cache-Control max-age may lengthen its interval
+    log_level: str = "info"  # of the daemon's own loggers (monitor.*)
+    log_format: str = "auto"  # auto: text on a terminal, else one JSON object per line
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,7 @@ class Config:
     rules: tuple[RuleSpec, ...] = ()
     secrets: frozenset[str] = frozenset()
     files: tuple[Path, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # valid, but likely not what was meant
 
     def database_path(self) -> str:
         """``settings.database`` (else DEFAULT_DATABASE); relative paths resolve next to feeds.yaml.
@@ -339,11 +344,18 @@ class _Loader:
         self.path = path
         self.env = env
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.secrets: set[str] = set()  # every value a substitution put in
         self.files: dict[Path, str] = {}  # ${file:...} read so far, each once per load
         self.constructor = yaml.constructor.SafeConstructor()
         self.nodes: dict[str, Node] = {}  # nodes checked after the section that holds them
         self.text = ""  # the file's text, for places inside a string
+
+    def warn(self, node: Node, message: str, offset: int | None = None) -> None:
+        """Something valid that is likely a mistake (reported, not refused)."""
+        before = len(self.problems)
+        self.error(node, f"warning: {message}", offset)
+        self.warnings.append(self.problems.pop(before))
 
     def error(
         self,
@@ -475,6 +487,13 @@ class _Loader:
         self.error(node, f"{what} must be a whole number >= {minimum}")
         return None
 
+    def choice(self, node: Node, what: str, choices: tuple[str, ...]) -> str | None:
+        value = self.string(node, what)
+        if value is None or value in choices:
+            return value
+        self.error(node, f"{what} must be one of {', '.join(choices)}, got {value!r}")
+        return None
+
     def duration(self, node: Node, what: str, minimum: float = 0.0) -> float | None:
         value = self.scalar(node)
         if value is None:
@@ -551,62 +570,236 @@ class _Loader:
             yield key, knode, vnode
 
 
-_SETTINGS_KEYS = (
-    "database",
-    "interval",
-    "min_interval",
-    "max_interval",
-    "timeout",
-    "max_age",
-    "extract",
-    "allow_private_addresses",
-    "retention",
-    "concurrency",
-    "per_host",
-    "user_agent",
-    "max_bytes",
-    "retry_delay",
-    "host_spacing",
-    "workers",
-    "story_window",
-    "admin_notify",
-    "admin_failures",
-    "worker_memory",
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of feeds.yaml: what the loader reads and ``monitor schema`` describes.
+
+    ``kind`` says how the value is read (and which JSON Schema it gets):
+    ``string``, ``boolean``, ``integer``, ``duration``, ``size``, ``choice``
+    (one of ``choices``), ``strings`` (a string or a list of strings),
+    ``feed_url``, ``urls`` (an apprise URL or a list of them), ``quiet_hours``,
+    ``fields`` (a list of rule fields). ``default`` and ``example`` are written as
+    in feeds.yaml. ``minimum`` is in the value's unit (seconds, bytes).
+    """
+
+    name: str
+    kind: str
+    description: str
+    default: object = None
+    example: object = None
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "text", "json")
+
+# The one table of settings: the loader, `monitor check` and `monitor schema` read it.
+SETTINGS: tuple[Key, ...] = (
+    Key(
+        "database",
+        "string",
+        "SQLite file (a relative path is next to feeds.yaml), or a postgresql:// URL",
+        DEFAULT_DATABASE,
+        "/var/lib/rss-monitor/monitor.db",
+    ),
+    Key(
+        "interval",
+        "interval",
+        "default poll interval of a feed",
+        "15m",
+        "10m",
+        MIN_INTERVAL,
+    ),
+    Key(
+        "min_interval",
+        "duration",
+        "the shortest interval `interval: auto` picks",
+        "5m",
+        "2m",
+        MIN_INTERVAL,
+    ),
+    Key(
+        "max_interval",
+        "duration",
+        "the longest interval `interval: auto` picks",
+        "6h",
+        "1d",
+        MIN_INTERVAL,
+    ),
+    Key("timeout", "duration", "per HTTP request (total deadline); more than 0", "20s", "30s"),
+    Key("max_age", "duration", "entries published longer ago never alert", "2d", "1d", 0),
+    Key("extract", "boolean", "fetch the article page and match its text too", True, False),
+    Key(
+        "allow_private_addresses",
+        "boolean",
+        "allow fetches to loopback, private and link-local addresses",
+        False,
+        True,
+    ),
+    Key(
+        "retention",
+        "duration",
+        "how long history is kept: article text, entries, matches, sent alerts (an entry its"
+        " feed still lists is kept)",
+        "30d",
+        "7d",
+        0,
+    ),
+    Key("concurrency", "integer", "HTTP requests in flight", 50, 20, 1),
+    Key("per_host", "integer", "HTTP requests in flight to one host", 2, 4, 1),
+    Key("user_agent", "string", "HTTP User-Agent (default: rss-monitor/VERSION)", None, "..."),
+    Key("max_bytes", "size", "response size cap, after decompression", "10MB", "20MB", 1),
+    Key(
+        "retry_delay",
+        "duration",
+        "first delivery retry; doubles with each failure, capped at an hour",
+        "30s",
+        "1m",
+        0,
+    ),
+    Key("host_spacing", "duration", "pause between two requests to one host", "0.1s", "1s", 0),
+    Key("workers", "integer", "worker processes (default: one per CPU, at most 4)", None, 2, 1),
+    Key(
+        "story_window",
+        "duration",
+        "the same story from several feeds alerts once per rule within this",
+        "48h",
+        "24h",
+        0,
+    ),
+    Key("admin_notify", "string", "the notifier that gets operator notices", None, "ops"),
+    Key(
+        "admin_failures",
+        "integer",
+        "failed polls in a row before the operator hears of a feed",
+        5,
+        3,
+        1,
+    ),
+    Key(
+        "worker_memory",
+        "size",
+        "each worker's memory ceiling; 0: none, else at least 64MB",
+        "512MB",
+        "1GB",
+        0,
+    ),
+    Key(
+        "respect_ttl",
+        "boolean",
+        "let a feed's ttl or Cache-Control max-age lengthen its interval (up to "
+        "4 times the configured one, at most a day); false: poll at the interval",
+        True,
+        False,
+    ),
+    Key("log_level", "choice", "of the daemon's log", "info", "debug", choices=LOG_LEVELS),
+    Key(
+        "log_format",
+        "choice",
+        "auto: text on a terminal, else one JSON object per line (journald, Loki)",
+        "auto",
+        "json",
+        choices=LOG_FORMATS,
+    ),
 )
-_NOTIFIER_KEYS = ("url", "quiet_hours", "timezone", "max_per_hour", "digest", "template")
-_FEED_KEYS = ("url", "name", "interval", "extract", "tags")
-_RULE_KEYS = (
-    "name",
-    "keywords",
-    "all",
-    "exclude",
-    "query",
-    "fields",
-    "feeds",
-    "notify",
-    "priority",
+NOTIFIER_KEYS: tuple[Key, ...] = (
+    Key("url", "urls", "an apprise URL, or a list of them (each delivered on its own)"),
+    Key(
+        "quiet_hours",
+        "quiet_hours",
+        "alerts are held, never dropped, and sent as one message when it ends",
+        example="22:00-07:00",
+    ),
+    Key(
+        "timezone",
+        "string",
+        "of quiet_hours, digest and the times shown (default: the system's)",
+        example="Europe/Berlin",
+    ),
+    Key(
+        "max_per_hour",
+        "integer",
+        "past it, alerts fold into one message at the end of the hour",
+        example=10,
+        minimum=1,
+    ),
+    Key(
+        "digest",
+        "string",
+        "collect matches and send them at this time: 'daily HH:MM', 'weekly DAY HH:MM' "
+        "or a cron expression",
+        example="daily 08:00",
+    ),
+    Key("template", "string", "the body, as a Jinja2 template"),
 )
 _FEED_URL = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
+FEED_KEYS: tuple[Key, ...] = (
+    Key("url", "feed_url", "the feed's http(s) URL", example="https://example.com/feed.xml"),
+    Key(
+        "name",
+        "string",
+        "what rules (feeds:), `poll --feed` and `feeds pause` call it; default: its own title",
+    ),
+    Key(
+        "interval",
+        "interval",
+        "overrides settings.interval",
+        minimum=MIN_INTERVAL,
+    ),
+    Key("extract", "boolean", "overrides settings.extract"),
+    Key("tags", "strings", "names rules can refer to several feeds by", example=["de", "tech"]),
+)
+RULE_KEYS: tuple[Key, ...] = (
+    Key("name", "string", "the rule's name, shown in alerts"),
+    Key("keywords", "strings", "any one of these terms", example=["DeepSeek", "DeepSeek R1"]),
+    Key("all", "strings", "every one of these terms as well"),
+    Key("exclude", "strings", "none of these terms"),
+    Key(
+        "query",
+        "string",
+        "instead of keywords/all/exclude: AND, OR, NOT (upper case), -term, quotes, "
+        "parentheses, field prefixes",
+        example='DeepSeek AND (Azure OR "AI Foundry")',
+    ),
+    Key("fields", "fields", "where to look (default: title, summary, content)"),
+    Key("feeds", "strings", "feed names or tags (default: every feed)"),
+    Key("notify", "strings", "notifier names (default: every notifier)"),
+    Key(
+        "priority",
+        "choice",
+        "high: past quiet hours, caps and digests",
+        "normal",
+        choices=("normal", "high"),
+    ),
+)
+_SETTINGS = {k.name: k for k in SETTINGS}
+_SETTINGS_KEYS = tuple(_SETTINGS)
+_NOTIFIER_KEYS = tuple(k.name for k in NOTIFIER_KEYS)
+_FEED_KEYS = tuple(k.name for k in FEED_KEYS)
+_RULE_KEYS = tuple(k.name for k in RULE_KEYS)
 _QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 def _settings(ld: _Loader, node: Node) -> Settings:
     values: dict[str, Any] = {}
     for key, _k, v in ld.mapping(node, "settings", _SETTINGS_KEYS):
+        spec = _SETTINGS[key]
+        what = f"settings.{key}"
         value: Any
-        if key in ("database", "user_agent", "admin_notify"):
-            value = ld.string(v, f"settings.{key}")
+        if spec.kind == "string":
+            value = ld.string(v, what)
             if key == "admin_notify" and value is not None:
                 ld.nodes["admin_notify"] = v
-        elif key in ("extract", "allow_private_addresses"):
-            value = ld.boolean(v, f"settings.{key}")
-        elif key in ("concurrency", "per_host", "workers", "admin_failures"):
-            value = ld.integer(v, f"settings.{key}")
-        elif key == "max_bytes":
-            value = ld.size(v, "settings.max_bytes", 1)
-        elif key == "worker_memory":
-            value = ld.size(v, "settings.worker_memory", 0)
-            if value and value < MIN_WORKER_MEMORY:
+        elif spec.kind == "boolean":
+            value = ld.boolean(v, what)
+        elif spec.kind == "integer":
+            value = ld.integer(v, what, int(spec.minimum or 1))
+        elif spec.kind == "choice":
+            value = ld.choice(v, what, spec.choices)
+        elif spec.kind == "size":
+            value = ld.size(v, what, int(spec.minimum or 0))
+            if key == "worker_memory" and value and value < MIN_WORKER_MEMORY:
                 ld.error(
                     v,
                     "settings.worker_memory must be 0 (no limit) or at least "
@@ -616,8 +809,7 @@ def _settings(ld: _Loader, node: Node) -> Settings:
         elif key == "interval":
             value = ld.interval(v, "settings.interval")
         else:
-            minimum = MIN_INTERVAL if key in ("min_interval", "max_interval") else 0.0
-            value = ld.duration(v, f"settings.{key}", minimum)
+            value = ld.duration(v, what, spec.minimum or 0.0)
             if key == "timeout" and value == 0:
                 ld.error(v, "settings.timeout must be more than 0")
                 value = None
@@ -651,6 +843,8 @@ def _notifiers(ld: _Loader, node: Node) -> tuple[NotifierSpec, ...]:
             problem = notify.url_problem(url)
             if problem:
                 ld.error(unode, f"{what}: {problem}")
+            else:  # what apprise itself would mask (a Slack token too short to look like one)
+                ld.secrets.update(notify.private_parts(url))
         spec = NotifierSpec(
             name, tuple(u for u, _ in urls), **{k: x for k, x in policy.items() if x is not None}
         )
@@ -757,7 +951,7 @@ def _feeds(ld: _Loader, node: Node) -> tuple[FeedSpec, ...]:
 
 
 def _rules(
-    ld: _Loader, node: Node, notifiers: set[str], feed_refs: set[str]
+    ld: _Loader, node: Node, notifiers: set[str], feed_refs: set[str], nameless: int = 0
 ) -> tuple[RuleSpec, ...]:
     if not isinstance(node, SequenceNode):
         ld.error(node, "rules must be a list")
@@ -797,8 +991,22 @@ def _rules(
                 ld.error(item_nodes["notify"][i], f"rule {name!r}: no notifier named {n!r}")
         for i, f in enumerate(values.get("feeds", ())):
             if f not in feed_refs:
-                ld.error(item_nodes["feeds"][i], f"rule {name!r}: no feed or tag named {f!r}")
+                hint = (
+                    f" ({nameless} feeds have no name: and are shown under their own title,"
+                    " which a rule can't name: give the feed a name:)"
+                    if nameless
+                    else ""
+                )
+                ld.error(item_nodes["feeds"][i], f"rule {name!r}: no feed or tag named {f!r}{hint}")
         spec = RuleSpec(**{k: v for k, v in values.items() if v is not None})
+        if spec.query is not None:
+            for offset, word in lowercase_operators(spec.query):
+                ld.warn(
+                    nodes["query"],
+                    f"rule {name!r}: {word!r} in the query is a word to look for, not an "
+                    f"operator (operators are upper case: {word.upper()})",
+                    offset,
+                )
         for problem in validate_rule(spec):  # terms, regexes, query syntax, the rule's shape
             pnode: Node | None = nodes.get(problem.key, item)
             if problem.index is not None and problem.key in item_nodes:
@@ -823,7 +1031,13 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ConfigError([Problem(path.name, line, col, f"YAML: {exc.problem}")]) from None
+        message = f"YAML: {exc.problem}"
+        if "escape character" in str(exc.problem):
+            message += (
+                r" (inside double quotes a backslash starts an escape: write a regular "
+                r"expression in single quotes, '/R\d+/')"
+            )
+        raise ConfigError([Problem(path.name, line, col, message)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(path.name, 1, 1, f"YAML: {exc}")]) from None
     if root is None:
@@ -836,7 +1050,10 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
     feeds = _feeds(ld, sections["feeds"]) if "feeds" in sections else ()
     refs = {f.name for f in feeds if f.name} | {t for f in feeds for t in f.tags}
     notifier_names = {n.name for n in notifiers}
-    rules = _rules(ld, sections["rules"], notifier_names, refs) if "rules" in sections else ()
+    nameless = sum(1 for f in feeds if not f.name)
+    rules = (
+        _rules(ld, sections["rules"], notifier_names, refs, nameless) if "rules" in sections else ()
+    )
     if settings.admin_notify is not None and settings.admin_notify not in notifier_names:
         ld.error(
             ld.nodes.get("admin_notify"),
@@ -856,6 +1073,10 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
         rules=rules,
         secrets=secrets,
         files=tuple(ld.files),
+        warnings=tuple(
+            replace(w, message=Redactor(secrets).redact(w.message))
+            for w in sorted(ld.warnings, key=lambda p: (p.line, p.column))
+        ),
     )
 
 

@@ -25,8 +25,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from monitor import activity, logs
 from monitor.app import App, know_feeds, process_pool
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, format_duration, load_config
 from monitor.redact import Redactor
 from monitor.scheduler import FeedScheduler
 from monitor.sdnotify import sd_notify, watchdog_interval
@@ -41,6 +42,7 @@ RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
 PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
 PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
 PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
+SUMMARY_EVERY = 60.0  # seconds between the INFO summaries (per-poll lines are at DEBUG)
 
 Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
 
@@ -87,6 +89,8 @@ class Daemon:
         self._fingerprint = fingerprint(self._watched)
         self.prune_every = RETENTION_CHECK
         self.prune_retry = PRUNE_RETRY
+        self.summary_every = SUMMARY_EVERY
+        self._summary_since = 0.0
 
     async def _plan(self) -> None:
         """Spread first polls and, after downtime, overdue ones (in a store thread)."""
@@ -101,7 +105,7 @@ class Daemon:
             log.info("%d feeds are due at new times (first polls, or overdue ones spread)", changed)
 
     async def _watch_outbox(self) -> None:
-        """Apply ``monitor outbox retry/drop`` (written to the store) within seconds: the
+        """Apply ``monitor outbox retry`` (written to the store) within seconds: the
         targets waiting in backoff look again. (Feeds paused, resumed or asked for by
         ``monitor poll --feed`` need nothing: the scheduler reads due feeds from the store.)"""
         loop = asyncio.get_running_loop()
@@ -111,7 +115,7 @@ class Daemon:
                 meta = await loop.run_in_executor(self.app.db_threads, self.app.storage.meta)
                 outbox = meta.get("outbox_changed") or ""
                 if outbox_seen is not None and outbox != outbox_seen:
-                    log.info("outbox rows retried or dropped: every target looks again")
+                    log.info("outbox rows retried: every target looks again")
                     self.app.deliverer.reset_backoff()
                 outbox_seen = outbox
             except Exception as exc:  # the store is busy or broken: try again next time
@@ -152,6 +156,9 @@ class Daemon:
             self.app.storage.set_meta("config_error", self.redactor.redact(str(exc)))
             return
         self.app.storage.set_meta("config_error", None)
+        logs.apply(config.settings)
+        for warning in config.warnings:
+            log.warning("%s", warning)
         await self._settle_outbox()
         await self._plan()
         if config.database_path() != old.database_path():
@@ -247,6 +254,56 @@ class Daemon:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), wait)
 
+    def _log_summary(self) -> None:
+        """One INFO line of what happened since the last one (nothing: no line)."""
+        now = asyncio.get_running_loop().time()
+        seconds, self._summary_since = now - self._summary_since, now
+        counts = self.app.activity.take()
+        line = activity.summary(counts, seconds)
+        if line:
+            log.info("%s", line, extra=dict(counts))
+
+    async def _summarize(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.summary_every)
+            if not self.stop.is_set():
+                self._log_summary()
+
+    async def _announce_schedule(self) -> None:
+        """Say when the next polls are due: after a restart the schedule resumes, and
+        the next poll may be most of an interval away."""
+        now = datetime.now(UTC)
+        try:
+            times = await asyncio.get_running_loop().run_in_executor(
+                self.app.db_threads, self.app.storage.due_times
+            )
+        except Exception as exc:
+            log.warning("could not read when the feeds are due: %s", exc)
+            return
+        due = [(max(t.next_due or now, now), t.configured) for t in times if not t.paused]
+        feeds = len(self.app.config.feeds)
+        paused = f"; {feeds - len(due)} paused" if feeds > len(due) else ""
+        if not due:
+            log.info("no feed to poll%s", paused)
+            return
+        (first, url), (last, _) = min(due), max(due)
+        spec = self.app.feed(url)
+        soon = sum(1 for when, _ in due if when <= now + timedelta(minutes=1))
+        log.info(
+            "next poll: %s at %s (%s); %d of %d feeds due within a minute, all by %s%s",
+            spec.label() if spec else url,
+            first.isoformat(timespec="seconds"),
+            "now"
+            if first <= now + timedelta(seconds=1)
+            else f"in {format_duration((first - now).total_seconds())}",
+            soon,
+            len(due),
+            last.isoformat(timespec="seconds"),
+            paused,
+            extra={"next_poll": first.isoformat(timespec="seconds"), "due_within_a_minute": soon},
+        )
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -258,16 +315,20 @@ class Daemon:
         await self._settle_outbox()
         await self._plan()
         self.scheduler.start()
+        self._summary_since = loop.time()
         tasks = [
             asyncio.create_task(self.app.deliverer.run_forever(self.stop)),
             asyncio.create_task(self._watch_config()),
             asyncio.create_task(self._housekeeping()),
             asyncio.create_task(self._watch_outbox()),
+            asyncio.create_task(self._summarize()),
         ]
         every = watchdog_interval()
         if every:
             tasks.append(asyncio.create_task(self._watchdog(every)))
         config = self.app.config
+        for warning in config.warnings:
+            log.warning("%s", warning)
         log.info(
             "monitor running: %d feeds, %d rules, %d notifiers, database %s",
             len(config.feeds),
@@ -275,6 +336,7 @@ class Daemon:
             len(config.notifiers),
             self.app.database,
         )
+        await self._announce_schedule()
         sd_notify(f"READY=1\nSTATUS=watching {len(config.feeds)} feeds")
         while not self.stop.is_set():
             waiters = [asyncio.ensure_future(e.wait()) for e in (self.stop, self.reload_requested)]
@@ -315,6 +377,7 @@ class Daemon:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._log_summary()  # the part of a minute since the last one
         await self.app.close()
         log.info("stopped")
         return 0

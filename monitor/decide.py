@@ -20,6 +20,10 @@ from monitor.types import FeedEntry, FetchResult, Notice, ParsedFeed
 
 MAX_BACKOFF = 24 * 3600.0  # a failing feed is still probed at least daily
 MAX_FLOOR = 24 * 3600.0  # a feed can't ask to be polled less than daily
+# A feed's own hints (ttl, Cache-Control max-age, skipHours/skipDays) lengthen its
+# configured interval at most this many times (and never past MAX_FLOOR):
+# politeness, but an alert never waits much longer than the config says.
+HINT_FACTOR = 4.0
 GONE_PROBE = 24 * 3600.0  # a feed that answered 410 Gone is asked again daily
 ENTRY_ATTEMPTS = 3  # polls in a row whose matching of an entry may fail before it is given up
 JITTER_SHARE = 0.05
@@ -56,6 +60,19 @@ def skip_until(when: datetime, hours: frozenset[int], days: frozenset[int]) -> d
     return when  # everything skipped: the feed's hint is nonsense, ignore it
 
 
+def hint_cap(interval: float) -> float:
+    """The longest a feed's own hints can make its interval: ``HINT_FACTOR`` times the
+    configured one, at most a day (an interval longer than that stays as it is)."""
+    return max(interval, min(interval * HINT_FACTOR, MAX_FLOOR))
+
+
+def backoff(interval: float, error_count: int) -> float:
+    """The delay after ``error_count`` failed polls in a row: the interval, doubling with
+    each failure, at most a day (an interval longer than that stays as it is)."""
+    doubled: float = interval * 2.0 ** min(error_count - 1, 20)
+    return min(doubled, max(MAX_BACKOFF, interval))
+
+
 def next_due(
     *,
     now: datetime,
@@ -64,16 +81,19 @@ def next_due(
     result: FetchResult | None,
     parsed: ParsedFeed | None,
     rng: random.Random,
+    respect_hints: bool = True,
 ) -> datetime:
     """When a feed is polled next.
 
     Success: the interval, raised (never lowered) to the feed's own hints
-    (RSS ttl, Cache-Control max-age, capped at a day), then moved out of
-    skipHours/skipDays. Failure: exponential backoff from the interval,
-    capped at a day, and never before a Retry-After.
+    (RSS ttl, Cache-Control max-age), then moved out of skipHours/skipDays;
+    the hints lengthen it to ``hint_cap`` at most, and not at all without
+    ``respect_hints`` (``settings.respect_ttl: false``). Failure: exponential
+    backoff from the interval, capped at a day. Never before a Retry-After.
+    ``explain_interval`` says afterwards which of these made the delay.
     """
     if error_count > 0:
-        delay = min(interval * (2 ** min(error_count - 1, 20)), max(MAX_BACKOFF, interval))
+        delay = backoff(interval, error_count)
     else:
         delay = interval
         floors = []
@@ -83,14 +103,67 @@ def next_due(
             age = cache_max_age(result.headers)
             if age:
                 floors.append(age)
-        if floors:
-            delay = max(delay, min(max(floors), MAX_FLOOR))
+        if floors and respect_hints:
+            delay = max(delay, min(max(floors), hint_cap(interval)))
     if result is not None and result.retry_after:
         delay = max(delay, min(result.retry_after, MAX_BACKOFF))
     due = now + timedelta(seconds=max(1.0, delay + jitter(delay, rng)))
-    if error_count == 0 and parsed is not None:
-        due = skip_until(due, parsed.skip_hours, parsed.skip_days)
+    if error_count == 0 and parsed is not None and respect_hints:
+        skipped = skip_until(due, parsed.skip_hours, parsed.skip_days)
+        due = max(due, min(skipped, now + timedelta(seconds=hint_cap(interval))))
     return due
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalInForce:
+    """How long a feed waits between its last poll and its next, and why.
+
+    ``reason``: ``configured``, ``feed_hints`` (its ttl, Cache-Control
+    max-age or skipHours, up to ``hint_cap``), ``backoff`` (after failed
+    polls), ``retry_after`` (the server asked), ``gone`` (410: asked daily),
+    ``due`` (due now, e.g. resumed), ``paused``, ``not_polled`` (never yet).
+    ``seconds`` is None where there is no interval to speak of.
+    """
+
+    seconds: float | None
+    reason: str
+
+
+def explain_interval(
+    *,
+    interval: float,
+    last_poll: datetime | None,
+    next_due: datetime | None,
+    error_count: int,
+    gone: bool,
+    paused: bool,
+    now: datetime,
+) -> IntervalInForce:
+    """Why a feed's next poll is when it is: read back from the stored times with the
+    same rules ``next_due`` used (its jitter, backoff and caps), so nothing more is stored.
+
+    The feed's hints can't be told apart afterwards (a ttl, a Cache-Control max-age
+    and skipHours look alike); a configured interval changed since the last poll
+    shows as the interval that poll planned with.
+    """
+    if paused:
+        return IntervalInForce(None, "paused")
+    if last_poll is None or next_due is None:
+        return IntervalInForce(None, "not_polled")
+    seconds = max(0.0, (next_due - last_poll).total_seconds())
+    if next_due <= now:
+        return IntervalInForce(seconds, "due")
+    if gone:
+        return IntervalInForce(seconds, "gone")
+
+    def at_most(expected: float) -> bool:
+        return seconds <= expected + min(expected * JITTER_SHARE, MAX_JITTER) + 1.0
+
+    if error_count > 0:
+        return IntervalInForce(
+            seconds, "backoff" if at_most(backoff(interval, error_count)) else "retry_after"
+        )
+    return IntervalInForce(seconds, "configured" if at_most(interval) else "feed_hints")
 
 
 FIRST_POLLS_PER_SECOND = 100.0

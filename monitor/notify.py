@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
+from urllib.parse import unquote
 
 import apprise
 
@@ -71,6 +73,10 @@ class _HoldWhileChecking(logging.Filter):
 
 
 logging.getLogger("apprise").addFilter(_HoldWhileChecking())
+# Debug records are made, so a send's own result holds the cause of a failure (apprise
+# says "Connection error" as a warning and "[Errno 111] Connection refused" at debug).
+# The log shows apprise's lines only with -v (see logs.py).
+logging.getLogger("apprise").setLevel(logging.DEBUG)
 
 
 def url_problem(url: str) -> str | None:
@@ -87,13 +93,70 @@ def url_problem(url: str) -> str | None:
     return f"apprise does not accept this URL (scheme {scheme!r}){why}"
 
 
-def mask(url: str, secrets: Collection[str] = ()) -> str:
-    """The URL fit to show and log: apprise's masking, then ours (``redact.mask_url``)."""
+_DELIMITERS = re.compile(r"[/@?&=#:]")
+
+
+def _private_parts(url: str) -> frozenset[str] | None:
     ap = apprise.Apprise()
-    if not ap.add(url):
+    _checking.active, _checking.warnings = True, []  # apprise logs the URL as it loads it
+    try:
+        if not ap.add(url):
+            return None
+    finally:
+        _checking.active = False
+    plain, private = str(ap.urls()[0]), str(ap.urls(privacy=True)[0])
+    a, b = _DELIMITERS.split(plain), _DELIMITERS.split(private)
+    if len(a) != len(b):  # not the same shape: our own masking has to do
+        return frozenset()
+    found = {x for x, y in zip(a, b, strict=True) if x != y and x}
+    return frozenset(unquote(x) for x in found)
+
+
+def private_parts(url: str) -> frozenset[str]:
+    """The parts of ``url`` apprise masks in its privacy form (it knows where each service
+    keeps its tokens: Slack's three, Telegram's bot token, a Pushover user key); empty for
+    a URL apprise refuses. Found by comparing apprise's URL with and without privacy."""
+    return _private_parts(url) or frozenset()
+
+
+def mask(url: str, secrets: Collection[str] = ()) -> str:
+    """The URL as the config has it, fit to show and log (``redact.mask_url``), with the
+    parts apprise itself would mask masked too, and none of apprise's own parameters."""
+    private = _private_parts(url)
+    if private is None:
         return url.split("://", 1)[0] + "://…"
-    masked = ap.urls(privacy=True)
-    return mask_url(str(masked[0]) if masked else url, url, secrets)
+    return mask_url(url, url, {*secrets, *private})
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:,.]+\s*-\s*[A-Z]+\s*-\s*")
+# The underlying cause in apprise's debug lines ("Socket Exception: ... [Errno 111]
+# Connection refused"), most specific first.
+_CAUSES = (
+    re.compile(r"\[Errno -?\d+\] ([^\"'()\]\[\\]+)"),
+    re.compile(r"(certificate verify failed[^\"'()\]]*)", re.IGNORECASE),
+    re.compile(r"((?:read |connect )?timed out)", re.IGNORECASE),
+)
+
+
+def failure_text(lines: Sequence[tuple[str, str]]) -> str:
+    """One line for a failed send, from apprise's (level, message) lines of that call:
+    its last warning or error, and the cause its debug lines name (``Connection error
+    while submitting email to "mail.example.com": Connection refused``)."""
+    what = ""
+    for level, message in lines:
+        if level in ("WARNING", "ERROR", "CRITICAL") and message.strip():
+            what = _TIMESTAMP.sub("", message.strip().splitlines()[0])
+    cause = ""
+    for _level, message in lines:
+        for pattern in _CAUSES:
+            m = pattern.search(message)
+            if m:
+                cause = m.group(1).strip().rstrip(".")
+                break
+    what = what or "the notifier reported a failure"
+    if cause and cause.lower() not in what.lower():
+        return f"{what.rstrip('.')}: {cause}"
+    return what
 
 
 def target_key(url: str) -> str:
@@ -181,26 +244,28 @@ class AppriseSender:
             # apprise adds payload_extras to the JSON body (the URL's :key=value too)
             setattr(self._plugin, "payload_extras", {**self._extras, "alerts": structured(items)})  # noqa: B010
         fmt = _APPRISE_FORMAT[message.format]
+        lines: list[tuple[str, str]]
         if hasattr(apprise, "AppriseResult"):
             # apprise 2: the result holds this call's own log lines, also those its
             # worker threads logged; a LogCapture would catch other targets' lines too.
-            result = self._apprise.notify(body=message.body, title=message.title, body_format=fmt)
+            result = self._apprise.notify(
+                body=message.body, title=message.title, body_format=fmt, log_level=logging.DEBUG
+            )
             if result:
                 return None
-            lines = [
-                str(e.message).strip()
-                for e in result.logs()
-                if e.level in ("WARNING", "ERROR", "CRITICAL") and str(e.message).strip()
-            ]
+            lines = [(str(e.level), str(e.message)) for e in result.logs()]
         else:
-            with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+            with apprise.LogCapture(level=logging.DEBUG) as captured:  # type: ignore[no-untyped-call]
                 ok = self._apprise.notify(body=message.body, title=message.title, body_format=fmt)
             if ok:
                 return None
-            lines = [ln.strip() for ln in captured.getvalue().splitlines() if ln.strip()]
-        if not lines:
-            return "the notifier reported a failure"
-        return self._redactor.redact(lines[-1])[:300]  # redacted first: a cut secret would show
+            lines = [
+                (m.group(1), ln)
+                for ln in captured.getvalue().splitlines()
+                if (m := re.search(r" - ([A-Z]+) - ", ln))
+            ]
+        # redacted before it is cut: a cut secret would no longer be found
+        return self._redactor.redact(failure_text(lines))[:300]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,22 +65,64 @@ def _attr(el: Any, name: str) -> str:
 
 
 def _walk(el: Any, folders: tuple[str, ...]) -> Iterator[OpmlFeed]:
+    """Every outline with an ``xmlUrl``, as written (checked later), with its folders."""
     for child in el:
         if not isinstance(child.tag, str) or etree.QName(child).localname != "outline":
             continue
         url = _attr(child, "xmlUrl")
         label = _attr(child, "title") or _attr(child, "text")
         if url:
-            if _FEED_URL.match(url) and not any(c.isspace() for c in url):
-                title = label if label and label != url else None
-                yield OpmlFeed(url=url, title=title, tags=folders)
+            yield OpmlFeed(url=url, title=label if label and label != url else None, tags=folders)
             # a feed outline's children are not feeds in any exporter we know
             continue
         yield from _walk(child, (*folders, label) if label else folders)
 
 
-def parse_opml(data: bytes) -> list[OpmlFeed]:
-    """The http(s) subscriptions of an OPML document, in document order, each URL once.
+@dataclass(frozen=True, slots=True)
+class OpmlImport:
+    """What an OPML document holds: the feeds to add, the URLs rewritten to be
+    usable (``feed://``, no scheme) as (written, used), and the outlines skipped as
+    (URL as written, why)."""
+
+    feeds: list[OpmlFeed]
+    converted: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+
+
+_FEED_SCHEME = re.compile(r"^feed:(//)?", re.IGNORECASE)
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+_HOST_FIRST = re.compile(r"^[^/\s:@]+\.[^/\s:@]+(:\d+)?(/|$)")
+
+
+def usable_url(written: str) -> tuple[str | None, str]:
+    """(the http(s) URL to poll for an outline's ``xmlUrl``, or None) and why not.
+
+    ``feed://host/path`` and ``feed:https://...`` (the old "subscribe" links),
+    ``//host/path`` and ``host.tld/path`` become https URLs; other schemes and
+    URLs with white space are refused.
+    """
+    url = written.strip()
+    if any(c.isspace() for c in url):
+        return None, "the URL contains white space"
+    url = _FEED_SCHEME.sub(lambda m: "https://" if m.group(1) else "", url, count=1)
+    if url.startswith("//"):
+        url = "https:" + url
+    scheme = _SCHEME.match(url)
+    if scheme is None and _HOST_FIRST.match(url):
+        url = "https://" + url
+        scheme = _SCHEME.match(url)
+    if scheme is None:
+        return None, "not a URL (no scheme, no host name)"
+    if scheme.group(1).lower() not in ("http", "https"):
+        return None, f"not http or https ({scheme.group(1)}:)"
+    if not _FEED_URL.match(url):
+        return None, "no host name"
+    return url, ""
+
+
+def read_opml(data: bytes) -> OpmlImport:
+    """The subscriptions of an OPML document, in document order, each URL once, with
+    what was rewritten and what was skipped, and why.
 
     Folders (outlines without ``xmlUrl``) become tags of the feeds inside them.
     Raises OpmlError for a document that is not OPML, is not well-formed XML,
@@ -101,22 +143,42 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
     if body is None:
         raise OpmlError("the OPML document has no <body>")
     out: list[OpmlFeed] = []
-    seen: set[str] = set()
+    converted: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}  # URL -> as first written
     for feed in _walk(body, ()):
-        if feed.url in seen:
+        url, why = usable_url(feed.url)
+        if url is None:
+            skipped.append((feed.url, why))
             continue
-        seen.add(feed.url)
+        if url in seen:
+            skipped.append((feed.url, "a second outline of the same feed"))
+            continue
+        seen[url] = feed.url
+        if url != feed.url:
+            converted.append((feed.url, url))
         tags = tuple(dict.fromkeys(feed.tags))
-        out.append(OpmlFeed(feed.url, feed.title, tags))
-    return out
+        out.append(OpmlFeed(url, feed.title, tags))
+    return OpmlImport(out, converted, skipped)
+
+
+def parse_opml(data: bytes) -> list[OpmlFeed]:
+    """The usable subscriptions of an OPML document (``read_opml`` says what else)."""
+    return read_opml(data).feeds
 
 
 # --------------------------------------------------------------------------
 # export
 
 
-def export_opml(feeds: Sequence[FeedSpec], title: str) -> str:
-    """An OPML 2.0 document of ``feeds``; tags become nested folders (first tag outermost)."""
+def export_opml(
+    feeds: Sequence[FeedSpec], title: str, titles: Mapping[str, str] | None = None
+) -> str:
+    """An OPML 2.0 document of ``feeds``; tags become nested folders (first tag outermost).
+
+    A feed is titled by its ``name:``, else its own title from ``titles`` (URL -> title,
+    as the store knows it), else its URL (all there is to call it).
+    """
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
     etree.SubElement(head, "title").text = title
@@ -131,7 +193,7 @@ def export_opml(feeds: Sequence[FeedSpec], title: str) -> str:
                     folders[path[:-1]], "outline", text=path[-1], title=path[-1]
                 )
             parent = folders[path]
-        label = feed.label()
+        label = feed.name or (titles or {}).get(feed.url) or feed.url
         etree.SubElement(parent, "outline", type="rss", text=label, title=label, xmlUrl=feed.url)
     etree.indent(root, space="  ")
     xml = str(etree.tostring(root, encoding="unicode"))

@@ -385,7 +385,8 @@ class Poller:
                 f" note={intents.note!r}" if intents.note else "",
             )
             return
-        log.info(
+        # DEBUG: at scale these are thousands a minute; the daemon logs a summary a minute
+        log.debug(
             "feed=%r status=%s new=%d matched=%d elapsed=%.3fs%s",
             name,
             result.status,

@@ -31,6 +31,7 @@ __all__ = [
     "Or",
     "QuerySyntaxError",
     "Term",
+    "lowercase_operators",
     "parse_query",
 ]
 
@@ -240,3 +241,21 @@ def parse_query(query: str) -> Node:
     first problem. Terms are not checked here (see ``monitor.match``).
     """
     return _Parser(query).parse()
+
+
+def lowercase_operators(query: str) -> list[tuple[int, str]]:
+    """(offset, word) of each ``and``, ``or``, ``not`` (any case but upper) written as a
+    word of ``query``: a term to look for, which is rarely what was meant
+    (``raspberry and pi or arduino`` wants all five words). A quoted one is meant."""
+    try:
+        tokens = _tokenize(query)
+    except QuerySyntaxError:
+        return []  # the syntax error is reported instead
+    return [
+        (t.offset, t.value)
+        for t in tokens
+        if t.kind == "TERM"
+        and t.value.upper() in ("AND", "OR", "NOT")
+        and t.value != t.value.upper()
+        and not (t.offset > 0 and query[t.offset - 1] == '"')
+    ]

@@ -49,6 +49,7 @@ class Policy:
     notifiers: Mapping[str, int]  # notifier name -> its number of URLs (the console's too)
     admin: tuple[str, int] | None = None  # operator notices: notifier and its URLs
     admin_failures: int = 5
+    respect_ttl: bool = True  # the feed's ttl / Cache-Control lengthen its interval (capped)
 
 
 def policy(config: Config, feed: FeedSpec) -> Policy:
@@ -67,6 +68,7 @@ def policy(config: Config, feed: FeedSpec) -> Policy:
         notifiers=urls,
         admin=(admin, urls[admin]) if admin else None,
         admin_failures=s.admin_failures,
+        respect_ttl=s.respect_ttl,
     )
 
 
@@ -224,7 +226,13 @@ def unchanged(
     state = _with_rate(state, (), now)
     interval, _why = interval_in_force(policy, state)
     due = decide.next_due(
-        now=now, interval=interval, error_count=0, result=result, parsed=None, rng=rng
+        now=now,
+        interval=interval,
+        error_count=0,
+        result=result,
+        parsed=None,
+        rng=rng,
+        respect_hints=policy.respect_ttl,
     )
     name = label(policy, state)
     notices = _notices(policy, name, state.error_count, 0, None)
@@ -365,7 +373,13 @@ def parsed(
         state = replace(state, last_new=now)
     interval, _why = interval_in_force(policy, state)
     due = decide.next_due(
-        now=now, interval=interval, error_count=0, result=result, parsed=doc, rng=rng
+        now=now,
+        interval=interval,
+        error_count=0,
+        result=result,
+        parsed=doc,
+        rng=rng,
+        respect_hints=policy.respect_ttl,
     )
     state = replace(state, next_due=due)
     new_ids = {e.identity for e in got.new}

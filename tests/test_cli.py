@@ -258,7 +258,7 @@ def test_poll_beside_the_5_gb_entity_bomb_prints_the_healthy_match_in_bounded_me
         f"  - url: {site.url('/healthy.xml')}\n    name: Healthy\n    extract: false\n"
     )
     cfg = _config(tmp_path, feeds, RULES)
-    run = _monitor(cfg, "poll", "--json", *(["--dry-run"] if dry_run else []))
+    run = _monitor(cfg, "poll", "-v", "--json", *(["--dry-run"] if dry_run else []))
     assert run.code == 0, run.err
     rows = _json_lines(run.out)
     assert [(r["feed"], r["title"]) for r in rows] == [("Healthy", "DeepSeek stellt R2 vor")]
@@ -494,13 +494,21 @@ def test_feeds_lists_state_and_pause_and_resume_by_name_or_url(
     assert [(r["name"], r["state"]) for r in rows] == [("Feed A", "ok"), ("B", "ok"), ("C", "gone")]
     assert set(rows[0]) == {
         "name",
+        "name_from",
         "url",
         "configured_url",
         "state",
         "last_poll",
         "next_poll",
+        "last_entry",
+        "interval",
+        "interval_reason",
+        "configured_interval",
         "error",
     }
+    assert [r["name_from"] for r in rows] == ["title", "config", "config"]
+    assert [r["interval_reason"] for r in rows] == ["configured", "configured", "gone"]
+    assert rows[0]["last_entry"] is not None and rows[2]["last_entry"] is None
     assert rows[2]["error"] == "HTTP 410 Gone" and rows[2]["next_poll"] is not None
 
     # by the name status shows (the feed's own title), and by URL
@@ -509,7 +517,8 @@ def test_feeds_lists_state_and_pause_and_resume_by_name_or_url(
     assert "paused B" in capsys.readouterr().out
     assert main(["-c", str(cfg), "feeds"]) == 0
     out = capsys.readouterr().out
-    assert "Feed A  PAUSED" in out and "B  PAUSED" in out and "C  GONE" in out
+    assert "Feed A (its own title: no name: in feeds.yaml)  PAUSED" in out
+    assert "B  PAUSED" in out and "C  GONE" in out
     assert "error: HTTP 410 Gone" in out
 
     # a paused feed is not polled, unless named

@@ -38,7 +38,8 @@ class Daemon:
         cwd: Path | None = None,
     ) -> None:
         self.config = config
-        self.env = {**os.environ, **(env or {})}
+        # per-poll lines are at DEBUG; several tests wait for them
+        self.env = {"MONITOR_LOG_LEVEL": "debug", **os.environ, **(env or {})}
         self.args = args or ["-c", str(config), "run"]
         self.cwd = cwd or config.parent
         self.log = self.cwd / "daemon.log"
@@ -405,7 +406,7 @@ def _unit_exec(key: str) -> list[str]:
     unit = (REPO / "systemd" / "monitor.service").read_text()
     (line,) = [ln for ln in unit.splitlines() if ln.startswith(f"{key}=")]
     program, *args = shlex.split(line.split("=", 1)[1])
-    assert program == "/opt/rss-monitor/.venv/bin/monitor"
+    assert program == "/opt/rss-monitor/venv/bin/monitor"
     return args
 
 

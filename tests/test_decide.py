@@ -11,6 +11,7 @@ import pytest
 
 from monitor import decide
 from monitor.decide import (
+    HINT_FACTOR,
     MAX_BACKOFF,
     Carry,
     Claim,
@@ -18,7 +19,9 @@ from monitor.decide import (
     cache_max_age,
     carry_over,
     entry_failures,
+    explain_interval,
     first_due,
+    hint_cap,
     is_fresh,
     jitter,
     next_due,
@@ -66,9 +69,16 @@ def _delay(
     result: FetchResult | None = None,
     parsed: ParsedFeed | None = None,
     now: datetime = MONDAY,
+    respect_hints: bool = True,
 ) -> float:
     due = next_due(
-        now=now, interval=interval, error_count=errors, result=result, parsed=parsed, rng=NoJitter()
+        now=now,
+        interval=interval,
+        error_count=errors,
+        result=result,
+        parsed=parsed,
+        rng=NoJitter(),
+        respect_hints=respect_hints,
     )
     return (due - now).total_seconds()
 
@@ -78,13 +88,33 @@ SUCCESS = [
     ("no fetch result or parse (304)", {"result": None, "parsed": None}, 600.0),
     ("ttl raises the interval", {"parsed": _parsed(ttl=1800)}, 1800.0),
     ("ttl never lowers it", {"parsed": _parsed(ttl=60)}, 600.0),
-    ("ttl capped at a day", {"parsed": _parsed(ttl=3 * 86400)}, DAY),
-    ("max-age raises", {"result": _result({"Cache-Control": "public, max-age=3600"})}, HOUR),
+    ("ttl capped at 4x the interval", {"parsed": _parsed(ttl=3 * 86400)}, 2400.0),
+    ("ttl capped at a day", {"interval": 8 * HOUR, "parsed": _parsed(ttl=3 * 86400)}, DAY),
+    ("max-age raises", {"result": _result({"Cache-Control": "public, max-age=1800"})}, 1800.0),
+    ("max-age up to 4x", {"result": _result({"Cache-Control": "max-age=3600"})}, 2400.0),
     ("max-age lower case header", {"result": _result({"cache-control": "max-age=1200"})}, 1200.0),
     ("max-age never lowers", {"result": _result({"Cache-Control": "max-age=10"})}, 600.0),
     ("max-age zero ignored", {"result": _result({"Cache-Control": "max-age=0"})}, 600.0),
     ("s-maxage is not max-age", {"result": _result({"Cache-Control": "s-maxage=9000"})}, 600.0),
-    ("max-age capped at a day", {"result": _result({"Cache-Control": "max-age=999999"})}, DAY),
+    (
+        "max-age capped at a day",
+        {"interval": 8 * HOUR, "result": _result({"Cache-Control": "max-age=999999"})},
+        DAY,
+    ),
+    (
+        "respect_ttl false: hints ignored",
+        {
+            "respect_hints": False,
+            "parsed": _parsed(ttl=1800),
+            "result": _result({"Cache-Control": "max-age=1800"}),
+        },
+        600.0,
+    ),
+    (
+        "respect_ttl false: Retry-After still honoured",
+        {"respect_hints": False, "result": _result(retry_after=5000)},
+        5000.0,
+    ),
     (
         "the larger floor wins",
         {"result": _result({"Cache-Control": "max-age=1200"}), "parsed": _parsed(ttl=1800)},
@@ -141,20 +171,28 @@ def test_feed_hints_are_ignored_while_failing() -> None:
 SKIP = [
     # (now, interval, skip hours, skip days, expected due)
     (
-        MONDAY.replace(hour=22, minute=50),
-        600.0,
+        MONDAY.replace(hour=22, minute=30),
+        HOUR,
         {23, 0},
         set(),
         MONDAY.replace(hour=23) + timedelta(hours=2),
     ),
+    # ... but no later than 4 intervals from now
+    (
+        MONDAY.replace(hour=22, minute=50),
+        600.0,
+        {23, 0},
+        set(),
+        MONDAY.replace(hour=22, minute=50) + timedelta(minutes=40),
+    ),
     (MONDAY.replace(hour=20), 600.0, {23}, set(), MONDAY.replace(hour=20, minute=10)),
-    # Friday 23:30 + 1h lands on Saturday: skip the weekend, poll Monday 00:00
+    # Friday 23:30 + 8h lands on Saturday: the weekend is skipped, up to a day
     (
         MONDAY + timedelta(days=4, hours=11, minutes=30),
-        HOUR,
+        8 * HOUR,
         set(),
         {5, 6},
-        MONDAY + timedelta(days=7, hours=-12),
+        MONDAY + timedelta(days=5, hours=11, minutes=30),
     ),
     # everything skipped is nonsense: ignored
     (MONDAY, 600.0, set(range(24)), set(), MONDAY + timedelta(minutes=10)),
@@ -424,3 +462,85 @@ def test_auto_interval_is_a_quarter_of_the_average_gap_within_its_range(
     per_week: float, expected: float
 ) -> None:
     assert decide.auto_interval(per_week, 300.0, 6 * 3600.0) == pytest.approx(expected)
+
+
+# # the interval in force, read back from the stored times
+
+EXPLAINED = [
+    ("configured", {}, "configured"),
+    ("a ttl below the interval", {"parsed": _parsed(ttl=60)}, "configured"),
+    ("a ttl above it", {"parsed": _parsed(ttl=1800)}, "feed_hints"),
+    ("a max-age above it", {"result": _result({"Cache-Control": "max-age=9000"})}, "feed_hints"),
+    ("skipHours", {"parsed": _parsed(hours=frozenset({12}))}, "feed_hints"),
+    ("hints switched off", {"parsed": _parsed(ttl=1800), "respect_hints": False}, "configured"),
+    ("one failure", {"errors": 1}, "backoff"),
+    ("five failures", {"errors": 5}, "backoff"),
+    ("a day of failures", {"errors": 40}, "backoff"),
+    (
+        "Retry-After past the backoff",
+        {"errors": 1, "result": _result(retry_after=7200)},
+        "retry_after",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "reason"), [pytest.param(k, r, id=n) for n, k, r in EXPLAINED])
+@pytest.mark.parametrize("seed", range(20))
+def test_the_interval_in_force_is_explained_by_the_rules_that_made_it(
+    kwargs: dict[str, object], reason: str, seed: int
+) -> None:
+    now = MONDAY.replace(hour=12, minute=5)  # in the skipped hour 12
+    args: dict[str, object] = {"result": None, "parsed": None, **kwargs}
+    due = next_due(
+        now=now,
+        interval=600.0,
+        error_count=int(args.pop("errors", 0)),  # type: ignore[call-overload]
+        rng=random.Random(seed),
+        **args,  # type: ignore[arg-type]
+    )
+    errors = int(kwargs.get("errors", 0))  # type: ignore[call-overload]
+    explained = explain_interval(
+        interval=600.0,
+        last_poll=now,
+        next_due=due,
+        error_count=errors,
+        gone=False,
+        paused=False,
+        now=now,
+    )
+    assert explained.reason == reason
+    assert explained.seconds == (due - now).total_seconds()
+
+
+def test_the_hints_never_lengthen_the_interval_past_the_cap() -> None:
+    assert hint_cap(600.0) == 600.0 * HINT_FACTOR == 2400.0
+    assert hint_cap(12 * HOUR) == DAY  # at most a day ...
+    assert hint_cap(3 * DAY) == 3 * DAY  # ... and never shorter than the interval
+    hinted = {
+        "parsed": _parsed(ttl=int(DAY), hours=frozenset(range(12, 20))),
+        "result": _result({"Cache-Control": "max-age=86400"}),
+    }
+    assert _delay(**hinted) == 2400.0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ({"paused": True}, "paused"),
+        ({"last_poll": None}, "not_polled"),
+        ({"next_due": MONDAY - timedelta(seconds=1)}, "due"),
+        ({"gone": True, "next_due": MONDAY + timedelta(days=1)}, "gone"),
+    ],
+)
+def test_states_without_an_interval_say_so(state: dict[str, object], reason: str) -> None:
+    args: dict[str, object] = {
+        "interval": 600.0,
+        "last_poll": MONDAY - timedelta(minutes=5),
+        "next_due": MONDAY + timedelta(minutes=5),
+        "error_count": 0,
+        "gone": False,
+        "paused": False,
+        "now": MONDAY,
+        **state,
+    }
+    assert explain_interval(**args).reason == reason  # type: ignore[arg-type]

@@ -3,8 +3,12 @@ feed gets a clear error in `status`, and the daemon's memory stays bounded."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 from tests.feeds import Item, entity_bomb, rss
@@ -125,14 +129,18 @@ def test_hostile_feeds_get_errors_while_the_healthy_feed_keeps_its_schedule(
             code, _ = daemon.stop(signal.SIGTERM)
         assert code == 0
     assert "Traceback" not in daemon.text()  # bad feeds and a stop mid-poll are not crashes
-    # interval 1 s with ±5 % jitter: about 12 polls in 12 s. The hostile servers run
-    # in this test process and share its GIL with the feed server, which slows the
-    # feed server's answers; allow for that and for start-up.
-    assert polls >= 7, (polls, daemon.text()[-3000:])
+    # The healthy feed keeps its schedule: each poll starts at most an interval (1 s,
+    # +5 % jitter) and a scheduler tick (0.25 s) after the previous one ended, with
+    # some slack for a loaded machine. The hostile servers share this process's GIL
+    # with the feed server, which can make a poll itself slow; that is not lateness.
+    ends = _polls(daemon.text(), "Healthy")
+    gaps = [after - took - end for (end, _), (after, took) in itertools.pairwise(ends)]
+    assert polls >= 5 and len(ends) >= 5, (polls, ends)
+    assert max(gaps) < 2.0, gaps
     assert alert_delay < 5, alert_delay
     assert hwm_kb < MAX_RSS_MB * 1024, (rss_kb, hwm_kb)
     # the entity bombs alerted once each, unexpanded: no huge titles
-    titles = sorted(m["title"] for m in chat.received)
+    titles = sorted(chat.alerts())
     assert len(titles) == 3 and all(len(t) < 100 for t in titles), titles
 
     by_url = {f["url"]: f for f in status["feeds"]}  # type: ignore[index, union-attr]
@@ -151,6 +159,19 @@ def test_hostile_feeds_get_errors_while_the_healthy_feed_keeps_its_schedule(
     )
     for bomb in ("bomb/gzip", "bomb/deflate", "bomb/br", "endless"):
         assert "10485760" in errors[bomb] or "10 MiB" in errors[bomb] or "large" in errors[bomb]
+
+
+def _polls(log: str, feed: str) -> list[tuple[float, float]]:
+    """(end, seconds taken) of each poll of ``feed`` in a daemon's JSON log."""
+    out = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            m = re.search(r"elapsed=([0-9.]+)s", rec["message"])
+            if rec["logger"] == "monitor.poll" and f"feed='{feed}'" in rec["message"] and m:
+                end = datetime.fromisoformat(rec["time"]).timestamp()
+                out.append((end, float(m[1])))
+    return out
 
 
 def _workers(pid: int) -> list[int]:

@@ -34,7 +34,7 @@ MASKED = [
     pytest.param(
         f"json://bot:{HOOK}@127.0.0.1:8099/hook?+X-Api-Key={HOOK}",
         {HOOK},
-        "json://bot:****@127.0.0.1:8099/hook?%2BX-Api-Key=****",
+        "json://bot:****@127.0.0.1:8099/hook?+X-Api-Key=****",
         id="json_user_info_and_header",
     ),
     pytest.param(
@@ -58,24 +58,24 @@ MASKED = [
     pytest.param(
         "mailto://alerts:pw2024@127.0.0.1:2525?from=a@example.com&to=b@example.com&mode=insecure",
         set(),
-        "mailto://alerts:****@127.0.0.1:2525/b%40example.com?from=a%40example.com",
-        id="mailto_password_masked_harmless_keys_kept",
+        "mailto://alerts:****@127.0.0.1:2525?from=a@example.com&to=b@example.com&mode=insecure",
+        id="mailto_password_masked_harmless_keys_kept_as_written",
     ),
     pytest.param(
         f"mailtos://{HOOK}:pw99x@mail.example.com?to=news@example.com",
         set(),
-        "mailtos://****:****@mail.example.com/news%40example.com",
+        "mailtos://****:****@mail.example.com?to=news@example.com",
         id="token_like_user",
     ),
-    pytest.param(f"tgram://{TG}/12345", {TG}, "tgram://1...P/12345/", id="telegram_bot_token"),
+    pytest.param(f"tgram://{TG}/12345", {TG}, "tgram://****/12345", id="telegram_bot_token"),
     pytest.param(
         f"slack://T1JJ3T3L2/A1BRTD4JD/{SLACK}/#general",
         {SLACK},
-        "slack://T...2/A...D/T...Q/%23general/",
+        "slack://****/****/****/#general",
         id="slack_tokens",
     ),
     pytest.param(
-        f"discord://4174216298/{DISCORD}", {DISCORD}, "discord://4...8/J...q/", id="discord_webhook"
+        f"discord://4174216298/{DISCORD}", {DISCORD}, "discord://****/****", id="discord_webhook"
     ),
     pytest.param(
         "ntfy://user:ntfy-pass-1@ntfy.example.com/topic?priority=high",
@@ -86,7 +86,7 @@ MASKED = [
     pytest.param(
         "json://127.0.0.1:8099/hook?:token=abc",
         set(),
-        "json://127.0.0.1:8099/hook?%3Atoken=****",
+        "json://127.0.0.1:8099/hook?:token=****",
         id="payload_value_of_a_credential_named_key",
     ),
 ]

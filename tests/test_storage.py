@@ -504,6 +504,7 @@ def test_outbox_rows_retry_and_drop(store: SQLiteStorage) -> None:
     row = {r.id: r for r in store.outbox_rows()}[d1.id]
     assert (row.status, row.next_attempt, row.created) == ("pending", later, later)
     assert store.drop_delivery(d3.id) and not store.drop_delivery(d3.id)
+    assert store.meta()["outbox_changed"] == "1"  # a drop leaves the targets' backoff alone
     assert store.retry_deliveries(None, later) == 1  # d2, the one failed row left
     assert [r.id for r in store.outbox_rows()] == [d2.id, d1.id]
     assert store.outbox_rows(failed_only=True) == []
@@ -932,3 +933,10 @@ def test_pause_survives_polls_and_resume_clears_gone_and_the_failed_document(
     )
     assert state.next_due == T0
     assert store.meta()["feeds_changed"] != first
+
+
+def test_feed_states_keep_when_a_poll_last_brought_a_new_entry(store: SQLiteStorage) -> None:
+    assert [s.last_new for s in store.feed_states()] == [None]
+    store.commit_poll(_state(store, last_new=T0 + timedelta(hours=1)), [_new(1, at=T0)])
+    assert [s.last_new for s in store.feed_states()] == [T0 + timedelta(hours=1)]
+    assert store.feed_state(FEED).last_new == T0 + timedelta(hours=1)

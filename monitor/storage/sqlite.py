@@ -209,6 +209,20 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script (``execute`` takes one at a time)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
 def _item_json(item: AlertItem) -> str:
     return json.dumps(
         {
@@ -422,17 +436,22 @@ class SQLiteStorage:
             )
 
     def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise self._newer(version)
-        for number in range(version, SCHEMA_VERSION):
-            # executescript commits first, so the transaction is part of the script.
+        """Apply the migrations the file lacks, each in one write transaction that reads
+        the version under the write lock: two processes opening a new database at
+        once (a daemon and `monitor poll`) don't both apply one."""
+        while True:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executescript(
-                    "BEGIN IMMEDIATE;"
-                    + MIGRATIONS[number]
-                    + f";PRAGMA user_version={number + 1};COMMIT;"
-                )
+                (version,) = self._db.execute("PRAGMA user_version").fetchone()
+                if version > SCHEMA_VERSION:
+                    raise self._newer(version)
+                if version == SCHEMA_VERSION:
+                    self._db.execute("COMMIT")
+                    return
+                for statement in _statements(MIGRATIONS[version]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={version + 1}")
+                self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -1107,7 +1126,8 @@ class SQLiteStorage:
                 " WHERE id = ? AND status IN ('pending', 'failed')",
                 (delivery_id,),
             )
-            self._bump("outbox_changed")
+            # No bump: the rows left wait out their target's backoff as before; only a
+            # retry asks the running daemon to try a target now.
         return cur.rowcount > 0
 
     def _bump(self, key: str) -> None:
@@ -1415,7 +1435,8 @@ class SQLiteStorage:
     # the daemon's lock ------------------------------------------------------
 
     def _lock_path(self) -> str | None:
-        return None if self._uri else self.path + ".lock"
+        # a read-only open (a URI too) asks the same lock file whether a daemon runs
+        return None if self.path == ":memory:" else self.path + ".lock"
 
     def lock_for_daemon(self) -> None:
         path = self._lock_path()
