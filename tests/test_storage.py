@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -83,6 +85,29 @@ def test_new_database_is_migrated_to_the_current_schema_version(tmp_path: Path) 
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"feeds", "entries", "matches", "articles", "outbox", "meta"} <= tables
+
+
+def test_processes_opening_a_new_database_at_once_apply_each_migration_once(
+    tmp_path: Path,
+) -> None:
+    # A daemon and `monitor poll` started together on a new file: each must open it,
+    # none may apply a migration that another one already applied ("duplicate column").
+    code = (
+        "import sys; from monitor.storage.sqlite import SQLiteStorage; "
+        "SQLiteStorage(sys.argv[1]).close()"
+    )
+    for attempt in range(4):
+        path = tmp_path / f"race{attempt}.db"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_reopening_keeps_the_data_and_the_version(tmp_path: Path) -> None:
