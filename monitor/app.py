@@ -139,6 +139,8 @@ class App:
         self._retired: list[Fetcher] = []
         # what the daemon did: its summary a minute, and the metrics when they are on
         self.activity = Activity()
+        if isinstance(executor, WorkerPool):  # its workers lost or recycled count as restarts
+            executor.on_restart = self.activity.worker_restarted
         self.targets = build_targets(config, console)
         self.rng = rng or random.Random()
         self.poller = Poller(

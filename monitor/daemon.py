@@ -129,7 +129,7 @@ class Daemon:
         if listen is not None:
             from monitor.metrics import Metrics, MetricsServer
 
-            metrics = self.metrics or Metrics(__version__)
+            metrics = self.metrics or Metrics(__version__, self.health)
             metrics.know(self.app.config, (name for name, _ in self.app.targets))
             new = MetricsServer(metrics, self.health, listen)  # may raise MetricsError
             if self.metrics is None:

@@ -140,10 +140,29 @@ class _StoreCollector(Collector):
         return []  # what it yields depends on the snapshot
 
 
-class Metrics:
-    """The daemon's metrics, in a registry of their own (an ``activity.Sink``)."""
+class _HealthCollector(Collector):
+    """``/healthz``'s verdict as a gauge, at scrape time: /metrics answers from its own
+    thread while the event loop is stuck, so ``up`` alone can't tell."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, health: Heartbeat) -> None:
+        self._health = health
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_healthy",
+            "1 while /healthz answers 200 (the event loop turns, the scheduler ticks), else 0",
+            value=1 if self._health.verdict().healthy else 0,
+        )
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+
+class Metrics:
+    """The daemon's metrics, in a registry of their own (an ``activity.Sink``);
+    ``health``: its verdict as ``rss_monitor_healthy`` too."""
+
+    def __init__(self, version: str, health: Heartbeat | None = None) -> None:
         # no *_created series next to every counter: noise for a daemon's metrics
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
@@ -182,13 +201,16 @@ class Metrics:
         )
         self.latency = Histogram(
             f"{PREFIX}_alert_latency_seconds",
-            "From an entry's published time to its alert's delivery (entries with a date)",
+            "From an entry's published time to its alert's delivery (entries with a date),"
+            " per notifier",
+            ["notifier"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.restarts = Counter(
             f"{PREFIX}_worker_restarts",
-            "Worker processes replaced: crashed (died or killed in a call), recycled (memory grew)",
+            "Worker processes replaced: crashed (died or killed in a call), recycled"
+            " (after a call that grew its memory or ran out of it)",
             ["reason"],
             registry=r,
         )
@@ -212,6 +234,8 @@ class Metrics:
             self.reloads.labels(result)
         self._snapshot = StoreSnapshot()
         r.register(_StoreCollector(lambda: self._snapshot))
+        if health is not None:
+            r.register(_HealthCollector(health))
 
     def know(self, config: Config, notifiers: Iterable[str] = ()) -> None:
         """Start the series of the config's rules and notifiers at 0, so a rate over
@@ -249,7 +273,8 @@ class Metrics:
         if error is None:
             for item in items:
                 if item.published is not None:
-                    self.latency.observe(max(0.0, (at - item.published).total_seconds()))
+                    seconds = (at - item.published).total_seconds()
+                    self.latency.labels(notifier).observe(max(0.0, seconds))
 
     def given_up(self, notifier: str, rows: int) -> None:
         self.deliveries.labels(notifier, "given_up").inc(rows)

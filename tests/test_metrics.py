@@ -126,7 +126,7 @@ def _get(url: str) -> tuple[int, bytes]:
 def server_with_clock() -> Iterator[tuple[MetricsServer, Heartbeat, Clock]]:
     clock = Clock()
     health = Heartbeat(tick_every=0.25, clock=clock)
-    server = MetricsServer(Metrics("1.2.3"), health, Listen("127.0.0.1", 0))
+    server = MetricsServer(Metrics("1.2.3", health), health, Listen("127.0.0.1", 0))
     try:
         yield server, health, clock
     finally:
@@ -141,12 +141,14 @@ def test_healthz_is_503_with_the_reason_once_the_event_loop_stops_beating(
     health.ticked()
     code, body = _get(f"{server.url}/healthz")
     assert (code, json.loads(body)) == (200, {"status": "ok"})
+    assert b"\nrss_monitor_healthy 1.0\n" in _get(f"{server.url}/metrics")[1]
     clock.now += 42  # the loop neither beat nor ticked since: the server's thread still answers
     code, body = _get(f"{server.url}/healthz")
     assert (code, json.loads(body)) == (
         503,
         {"status": "stalled", "reason": "event loop stuck for 42 s"},
     )
+    assert b"\nrss_monitor_healthy 0.0\n" in _get(f"{server.url}/metrics")[1]
     health.beat()  # the loop turns again, but no tick has claimed feeds for 42 s
     code, body = _get(f"{server.url}/healthz")
     assert (code, json.loads(body)) == (
@@ -229,9 +231,9 @@ def test_events_reach_the_metrics_through_the_activity_recorder() -> None:
     assert s[("rss_monitor_deliveries_total", (chat, ("outcome", "sent")))] == 2
     assert s[("rss_monitor_deliveries_total", (chat, ("outcome", "failed")))] == 1
     assert s[("rss_monitor_deliveries_total", (chat, ("outcome", "given_up")))] == 1
-    assert s[("rss_monitor_alert_latency_seconds_count", ())] == 2
-    assert s[("rss_monitor_alert_latency_seconds_bucket", (("le", "60.0"),))] == 0
-    assert s[("rss_monitor_alert_latency_seconds_bucket", (("le", "120.0"),))] == 2
+    assert s[("rss_monitor_alert_latency_seconds_count", (chat,))] == 2
+    assert s[("rss_monitor_alert_latency_seconds_bucket", (("le", "60.0"), chat))] == 0
+    assert s[("rss_monitor_alert_latency_seconds_bucket", (("le", "120.0"), chat))] == 2
     assert s[("rss_monitor_worker_restarts_total", (("reason", "crashed"),))] == 1
     assert s[("rss_monitor_config_reloads_total", (("result", "failed"),))] == 1
     assert s[("rss_monitor_config_last_reload_successful", ())] == 0
@@ -325,7 +327,7 @@ def test_monitor_run_serves_metrics_that_count_its_polls_matches_and_deliveries(
     assert metrics[("rss_monitor_entries_total", ())] == 3
     chat_sent = (("notifier", "chat"), ("outcome", "sent"))
     assert metrics[("rss_monitor_deliveries_total", chat_sent)] == 2
-    assert metrics[("rss_monitor_alert_latency_seconds_count", ())] == 2
+    assert metrics[("rss_monitor_alert_latency_seconds_count", (("notifier", "chat"),))] == 2
     assert metrics[("rss_monitor_poll_duration_seconds_count", ())] >= 1
     assert metrics[("rss_monitor_config_last_reload_successful", ())] == 1
     assert ("rss_monitor_outbox_pending", (("notifier", "chat"),)) in metrics

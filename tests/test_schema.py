@@ -71,6 +71,9 @@ def _readme_examples() -> list[tuple[str, Any]]:
     readme = (REPO / "README.md").read_text()
     out = []
     for i, m in enumerate(re.finditer(r"```yaml\n(.*?)```", readme, re.S)):
+        first = m.group(1).splitlines()[0].strip()
+        if re.fullmatch(r"# [\w.-]+\.ya?ml", first) and first != "# feeds.yaml":
+            continue  # another program's file (prometheus.yml, its alert rules)
         data = yaml.safe_load(textwrap.dedent(m.group(1)))
         if isinstance(data, list):  # "  - name: ...": rules shown on their own
             data = {"rules": data}
