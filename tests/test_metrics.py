@@ -29,7 +29,7 @@ from monitor.storage.base import FeedCounts, NotifierOutbox
 from monitor.types import AlertItem
 from monitor.update import Alert
 from tests.feeds import Item, rss
-from tests.servers import FeedServer, Webhook, running, wait_for
+from tests.servers import FeedServer, Webhook, free_port, running, wait_for
 from tests.test_daemon import Daemon
 
 pytestmark = pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
@@ -360,3 +360,43 @@ def test_monitor_run_stops_with_a_clear_error_when_the_metrics_port_is_taken(
         " already in use (another process listens there: another monitor run, or an exporter)"
     ) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_reload_moves_the_metrics_server_and_the_counters_go_on(tmp_path: Path) -> None:
+    site = FeedServer()
+    with running(site):
+        site.put("/feed.xml", rss([Item("Wetter", "https://news.example/1")]))
+        config = tmp_path / "feeds.yaml"
+        first, second = free_port(), free_port()
+
+        def write(port: int | None) -> None:
+            metrics = f', metrics: "127.0.0.1:{port}"' if port is not None else ""
+            config.write_text(
+                f"settings: {{interval: 1s, extract: false{metrics}}}\n"
+                f"feeds:\n  - url: {site.url('/feed.xml')}\n"
+            )
+
+        write(first)
+        daemon = Daemon(config)
+        daemon.start()
+        try:
+            old = f"http://127.0.0.1:{first}"
+            assert wait_for(lambda: f"metrics on {old}/metrics" in daemon.text()), daemon.text()
+            polls = "rss_monitor_poll_duration_seconds_count"
+            assert wait_for(lambda: (_metric(old, polls) or 0) >= 1), daemon.text()
+            before = _metric(old, polls) or 0
+            write(second)
+            daemon.send(signal.SIGHUP)
+            new = f"http://127.0.0.1:{second}"
+            assert wait_for(lambda: f"metrics on {new}/metrics" in daemon.text()), daemon.text()
+            assert (_metric(new, polls) or 0) >= before  # the same counters, not new ones
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"{old}/healthz", timeout=5)
+            write(None)  # off again
+            daemon.send(signal.SIGHUP)
+            assert wait_for(lambda: "metrics off" in daemon.text()), daemon.text()
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"{new}/healthz", timeout=5)
+        finally:
+            code, _ = daemon.stop()
+    assert code == 0
