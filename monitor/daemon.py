@@ -119,12 +119,13 @@ class Daemon:
 
     # -- metrics and health (settings.metrics) --
 
-    def _serve_metrics(self, listen: Listen | None) -> None:
-        """Serve the metrics at ``listen`` (None: not at all), the server of an earlier
-        address closed. MetricsError when the new address can't be bound: the server
-        running before (if any) goes on."""
+    def _serve_metrics(self, listen: Listen | None) -> MetricsServer | None:
+        """Serve the metrics at ``listen`` (None: not at all); returns the server of an
+        earlier address, for the caller to close (closing waits up to half a second).
+        MetricsError when the new address can't be bound: the server running before (if
+        any) goes on."""
         if listen == (self.server.listen if self.server is not None else None):
-            return
+            return None
         new = None
         if listen is not None:
             from monitor.metrics import Metrics, MetricsServer
@@ -137,18 +138,19 @@ class Daemon:
                 self.app.activity.attach(metrics)
             log.info("metrics on %s/metrics, health check on %s/healthz", new.url, new.url)
         old, self.server = self.server, new
-        if old is not None:
-            old.close()
         if listen is None and self.metrics is not None:
             self.app.activity.detach(self.metrics)
             self.metrics = None
             log.info("metrics off (settings.metrics removed)")
+        return old
 
-    def _reload_metrics(self, config: Config) -> None:
+    async def _reload_metrics(self, config: Config) -> None:
         """A reload moves the metrics server to a new ``settings.metrics`` (or stops or
         starts it); when the new address can't be bound, the old server goes on."""
         try:
-            self._serve_metrics(config.settings.metrics)
+            old = self._serve_metrics(config.settings.metrics)
+            if old is not None:
+                await asyncio.to_thread(old.close)
         except MetricsError as exc:
             where = f"still on {self.server.url}" if self.server else "metrics stay off"
             log.error("%s; %s", exc, where)
@@ -247,7 +249,7 @@ class Daemon:
             self.app.activity.reloaded(False)
             return
         self.app.storage.set_meta("config_error", None)
-        self._reload_metrics(config)
+        await self._reload_metrics(config)
         self.app.activity.reloaded(True)
         logs.apply(config.settings)
         for warning in config.warnings:
