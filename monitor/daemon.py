@@ -11,7 +11,10 @@ shown by ``monitor status``, and the last good config keeps running. Each
 reload adds the new config's secrets to the log's redactor. ``monitor feeds
 pause`` and ``resume``, ``monitor poll --feed`` and ``monitor outbox retry`` write
 the store, where the daemon finds them within seconds, so it needs no signal
-(and the command no permission to send one).
+(and the command no permission to send one). With ``settings.metrics`` the daemon
+serves /metrics and /healthz from a thread (``metrics.py``): a task beats a heartbeat
+every second, each scheduler tick marks another, and /healthz judges them
+(``health.py``); a reload moves, starts or stops that server.
 """
 
 from __future__ import annotations
