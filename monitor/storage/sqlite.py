@@ -19,6 +19,7 @@ from monitor.storage.base import (
     CarriedOver,
     Delivery,
     DueTime,
+    FeedCounts,
     FeedRef,
     FeedState,
     FeedStats,
@@ -724,6 +725,17 @@ class SQLiteStorage:
             "SELECT min(next_due) FROM feeds WHERE active = 1 AND paused = 0"
         ).fetchone()
         return _dt(row[0]) if row else None
+
+    def feed_counts(self, now: datetime, late: datetime) -> FeedCounts:
+        row = self._db.execute(
+            "SELECT count(*), sum(paused), sum(paused = 0 AND gone),"
+            " sum(paused = 0 AND gone = 0 AND error_count > 0),"
+            " sum(paused = 0 AND (next_due IS NULL OR next_due <= ?)),"
+            " sum(paused = 0 AND next_due IS NOT NULL AND next_due < ?)"
+            " FROM feeds WHERE active = 1",
+            (now.timestamp(), late.timestamp()),
+        ).fetchone()
+        return FeedCounts(*(int(n or 0) for n in row))
 
     def request_poll(self, keys: Sequence[str], now: datetime) -> None:
         with self._transaction():
