@@ -100,6 +100,7 @@ def seed(app: App, farm: Farm, interval: float, rng: random.Random) -> dict[str,
             etag=f'"{i}.0"',
             last_poll=now - timedelta(seconds=interval) + (next_due - now),
             last_status=200,
+            last_parsed=now - timedelta(seconds=interval) + (next_due - now),
             next_due=next_due,
         )
         entries = [

@@ -52,6 +52,7 @@ RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
 PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
 PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
 PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
+PRUNE_YIELD = 3.0  # and at least three times a batch's own time
 SUMMARY_EVERY = 60.0  # seconds between the INFO summaries (per-poll lines are at DEBUG)
 METRICS_REFRESH = 15.0  # seconds between reads of the store's gauges (settings.metrics)
 
@@ -333,13 +334,17 @@ class Daemon:
                     (self.app.storage.prune_history, cutoff),
                 ):
                     while not self.stop.is_set():
+                        started = loop.time()
                         n = await loop.run_in_executor(
                             self.app.db_threads, prune, before, PRUNE_BATCH
                         )
                         dropped += n if prune == self.app.storage.prune else 0
                         if n < PRUNE_BATCH:
                             break
-                        await asyncio.sleep(PRUNE_PAUSE)
+                        # a backlog (the first month's entries all at once, a shorter
+                        # retention) takes a quarter of the store's time at most
+                        took = loop.time() - started
+                        await asyncio.sleep(max(PRUNE_PAUSE, PRUNE_YIELD * took))
             except Exception as exc:
                 log.error(
                     "pruning stored article text failed, trying again in %g s: %s",

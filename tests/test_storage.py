@@ -690,6 +690,39 @@ def test_history_past_the_retention_is_pruned_but_never_an_entry_the_feed_still_
     assert store.prune_history(T0 + 30 * day) == 0
 
 
+def test_history_is_pruned_in_batches_that_go_on_where_the_last_one_ended(
+    store: SQLiteStorage,
+) -> None:
+    day = timedelta(days=1)
+    # ten entries of one poll (one first_seen); the next document lists 1-4 only
+    store.commit_poll(
+        _state(store, last_poll=T0, last_parsed=T0), [_new(n, at=T0) for n in range(1, 11)]
+    )
+    later = T0 + 40 * day
+    store.commit_poll(
+        _state(store, last_poll=later, last_parsed=later),
+        [],
+        listed=[f"guid-{n}" for n in range(1, 5)],
+    )
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    counts = []
+    while True:  # as the daemon does: until a batch comes back short
+        counts.append(store.prune_history(T0 + 30 * day, limit=2))
+        if counts[-1] < 2:
+            break
+    assert sum(counts) == 6 and counts[-1] < 2
+    assert store.seen(FEED, [f"guid-{n}" for n in range(1, 11)], []) == {
+        f"guid-{n}" for n in range(1, 5)
+    }
+    # the search for what may go runs before the write lock is taken, not under it
+    first_search = next(i for i, q in enumerate(statements) if "ORDER BY e.first_seen" in q)
+    first_lock = next(i for i, q in enumerate(statements) if q.startswith("BEGIN IMMEDIATE"))
+    assert first_search < first_lock
+    # a new pass starts from the beginning: nothing is left over from the last one
+    assert store.prune_history(T0 + 30 * day, limit=2) == 0
+
+
 def test_one_daemon_per_database(tmp_path: Path) -> None:
     first = SQLiteStorage(tmp_path / "m.db")
     second = SQLiteStorage(tmp_path / "m.db")

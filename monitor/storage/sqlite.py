@@ -210,6 +210,12 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    """``items`` in slices of ``size`` (SQLite's limit on bound parameters is 32,766)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (``execute`` takes one at a time)."""
     out: list[str] = []
@@ -357,6 +363,7 @@ class SQLiteStorage:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._prune_from: tuple[float, int] | None = None  # where prune_history goes on
         try:
             self._connect()
             if readonly:
@@ -1363,40 +1370,60 @@ class SQLiteStorage:
             for key, feed, title, link, stored, fields in rows
         ]
 
+    # Which entries may go: first seen before the cutoff, not listed by their feed's
+    # last parsed document (else the identity would be new again), no pending send.
+    _PRUNABLE = (
+        "e.first_seen < ? AND coalesce(e.last_listed, e.first_seen) < ?"
+        " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen) < f.last_parsed)"
+        " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id AND o.status = 'pending')"
+    )
+
     def prune_history(self, before: datetime, limit: int = 2000) -> int:
+        # The search runs outside the write lock (WAL: readers never wait), from where
+        # the last batch of this pass ended: entries an old feed still lists are passed
+        # over once per pass, not once per batch, and a poll waiting to commit waits for
+        # the deletes alone. They are checked again under the lock.
+        cutoff = before.timestamp()
+        start, after = self._prune_from or (float("-inf"), -1)
+        rows = self._db.execute(
+            "SELECT e.id, e.first_seen FROM entries e JOIN feeds f ON f.key = e.feed"
+            f" WHERE e.first_seen >= ? AND (e.first_seen > ? OR e.id > ?) AND {self._PRUNABLE}"
+            " ORDER BY e.first_seen, e.id LIMIT ?",
+            (start, start, after, cutoff, cutoff, limit),
+        ).fetchall()
+        self._prune_from = (rows[-1][1], rows[-1][0]) if len(rows) == limit else None
         with self._transaction():
-            # Listed by its feed at or after the feed's last parse: still in the
-            # document, so its identity stays (or it would be new again).
-            old = [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
-                    " WHERE e.first_seen < ? AND coalesce(e.last_listed, e.first_seen) < ?"
-                    " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen)"
-                    " < f.last_parsed)"
-                    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id"
-                    " AND o.status = 'pending')"
-                    " ORDER BY e.first_seen LIMIT ?",
-                    (before.timestamp(), before.timestamp(), limit),
+            old: list[int] = []
+            for chunk in _chunks([r[0] for r in rows], 500):
+                marks = ",".join("?" * len(chunk))
+                old += [
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
+                        f" WHERE e.id IN ({marks}) AND {self._PRUNABLE}",
+                        (*chunk, cutoff, cutoff),
+                    )
+                ]
+            for chunk in _chunks(old, 500):
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", chunk)
+                self._db.execute(
+                    f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", chunk
                 )
-            ]
-            if not old:
-                return 0
-            marks = ",".join("?" * len(old))
-            self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", old)
-            self._db.execute(f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", old)
-            self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM outbox WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM articles WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM matches WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM entries WHERE id IN ({marks})", old)
+                self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM outbox WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM articles WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM matches WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM entries WHERE id IN ({marks})", chunk)
             # operator notices (no entry) that were sent or given up
             self._db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE entry IS NULL"
                 " AND status != 'pending' AND created < ? LIMIT ?)",
-                (before.timestamp(), limit),
+                (cutoff, limit),
             )
+        # Fewer than found (re-listed meanwhile, or a send queued): the caller may stop
+        # early, and the next prune goes on from the same place.
         return len(old)
 
     def prune_stories(self, before: datetime, limit: int = 2000) -> int:
