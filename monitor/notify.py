@@ -6,6 +6,11 @@ webhook is retried without re-sending the email that already went out
 Only masked URLs (``privacy=True`` plus ``redact.mask_url``) ever leave this
 module, and a failure's text has every known secret redacted before it is
 returned (it is logged and stored in the outbox).
+
+apprise is imported on first use, not with this module: loading it imports
+every one of its plugin modules (about 0.3 s), which a ``monitor poll`` that
+has nothing to send never needs (``url_shape_problem`` checks a URL without
+it; ``url_problem`` asks apprise itself).
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import sys
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from urllib.parse import unquote
-
-import apprise
 
 from monitor.redact import Redactor, mask_url
 from monitor.render import Format, Rendered, clean
 from monitor.types import AlertItem
+
+if TYPE_CHECKING:
+    import apprise
 
 CONSOLE = "console"
 _EMAIL_SCHEMES = ("mailto", "mailtos", "email", "ses", "sendgrid", "mailgun", "sparkpost")
@@ -79,9 +85,31 @@ logging.getLogger("apprise").addFilter(_HoldWhileChecking())
 logging.getLogger("apprise").setLevel(logging.DEBUG)
 
 
+def _apprise() -> Any:
+    """The apprise module (imported here, on first use; see the module's docstring)."""
+    import apprise
+
+    return apprise
+
+
+# A URL: a scheme (as apprise's own URL parser takes it), "://", and something after it.
+_URL_SHAPE = re.compile(r"^[a-z][a-z0-9+.-]*://\S", re.IGNORECASE)
+
+
+def url_shape_problem(url: str) -> str | None:
+    """None when ``url`` has the shape of an apprise URL (``scheme://...``), else why not.
+
+    A check that needs no apprise: ``url_problem`` is the real one (a known
+    service, its tokens well formed).
+    """
+    if _URL_SHAPE.match(url.strip()):
+        return None
+    return "not an apprise URL (SCHEME://...)"
+
+
 def url_problem(url: str) -> str | None:
     """None when apprise accepts ``url``, else why not (checked at config load)."""
-    ap = apprise.Apprise()
+    ap = _apprise().Apprise()
     _checking.active, _checking.warnings = True, []
     try:
         if ap.add(url):
@@ -97,7 +125,7 @@ _DELIMITERS = re.compile(r"[/@?&=#:]")
 
 
 def _private_parts(url: str) -> frozenset[str] | None:
-    ap = apprise.Apprise()
+    ap = _apprise().Apprise()
     _checking.active, _checking.warnings = True, []  # apprise logs the URL as it loads it
     try:
         if not ap.add(url):
@@ -169,11 +197,15 @@ def is_email(url: str) -> bool:
 
 
 _GENERIC_WEBHOOKS = ("json", "jsons", "xml", "xmls", "form", "forms")
-_APPRISE_FORMAT = {
-    Format.TEXT: apprise.NotifyFormat.TEXT,
-    Format.MARKDOWN: apprise.NotifyFormat.MARKDOWN,
-    Format.HTML: apprise.NotifyFormat.HTML,
-}
+
+
+def _apprise_format(ours: Format) -> Any:
+    formats = _apprise().NotifyFormat
+    return {
+        Format.TEXT: formats.TEXT,
+        Format.MARKDOWN: formats.MARKDOWN,
+        Format.HTML: formats.HTML,
+    }[ours]
 
 
 def format_for(url: str, plugin: object | None = None) -> Format:
@@ -185,10 +217,10 @@ def format_for(url: str, plugin: object | None = None) -> Format:
         return Format.TEXT
     if scheme in _EMAIL_SCHEMES:
         return Format.HTML
-    supported = getattr(plugin, "notify_format", apprise.NotifyFormat.TEXT)
+    supported = getattr(plugin, "notify_format", _apprise_format(Format.TEXT))
     formats = supported if isinstance(supported, tuple) else (supported,)
     for ours in (Format.MARKDOWN, Format.HTML):
-        if _APPRISE_FORMAT[ours] in formats:
+        if _apprise_format(ours) in formats:
             return ours
     return Format.TEXT
 
@@ -226,7 +258,7 @@ class AppriseSender:
     secrets: Collection[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
-        self._apprise = apprise.Apprise()
+        self._apprise: apprise.Apprise = _apprise().Apprise()
         if not self._apprise.add(self.url):
             raise ValueError(f"invalid apprise URL {mask(self.url, self.secrets)}")
         self._plugin = self._apprise[0]
@@ -243,7 +275,8 @@ class AppriseSender:
         if self._json and self._extras is not None:
             # apprise adds payload_extras to the JSON body (the URL's :key=value too)
             setattr(self._plugin, "payload_extras", {**self._extras, "alerts": structured(items)})  # noqa: B010
-        fmt = _APPRISE_FORMAT[message.format]
+        apprise = _apprise()
+        fmt = _apprise_format(message.format)
         lines: list[tuple[str, str]]
         if hasattr(apprise, "AppriseResult"):
             # apprise 2: the result holds this call's own log lines, also those its
@@ -255,7 +288,7 @@ class AppriseSender:
                 return None
             lines = [(str(e.level), str(e.message)) for e in result.logs()]
         else:
-            with apprise.LogCapture(level=logging.DEBUG) as captured:  # type: ignore[no-untyped-call]
+            with apprise.LogCapture(level=logging.DEBUG) as captured:
                 ok = self._apprise.notify(body=message.body, title=message.title, body_format=fmt)
             if ok:
                 return None
