@@ -1,7 +1,8 @@
 """The one-shot path as whole processes: `monitor poll` beside rss2email and reader.
 
     python benchmarks/bench_oneshot.py [--feeds 1000] [--changed 100] [--repeat 3]
-                                       [--no-peers] [--results benchmarks/out/RESULTS-oneshot.md]
+                                       [--no-peers] [--against DIR]
+                                       [--results benchmarks/out/RESULTS-oneshot.md]
 
 What a cron user runs, timed from spawn to exit, CPU from the child's rusage
 (``os.wait4``: the process and the children it reaped, so our worker
@@ -24,6 +25,10 @@ changed), changed (``--changed`` feeds with one new item each). all-304 and
 changed run ``--repeat`` times (the farm bumps again before each changed
 round); the median is reported. The peers come from benchmarks/.venv-peers
 (``make bench-oneshot`` builds it); none is a dependency of rss-monitor.
+
+``--against DIR`` also runs another version of rss-monitor, as ``before``, in
+the same run (``python -m monitor`` with DIR first on the import path, a
+database of its own): ``git archive REV | tar -x -C DIR``.
 """
 
 from __future__ import annotations
@@ -116,13 +121,20 @@ class Sink:
         self.proc.wait(10)
 
 
-def timed(cmd: Sequence[str], cwd: Path, log: Path, farm: Farm, sink: Sink) -> Run:
+def timed(
+    cmd: Sequence[str],
+    cwd: Path,
+    log: Path,
+    farm: Farm,
+    sink: Sink,
+    env: dict[str, str] | None = None,
+) -> Run:
     """Run ``cmd`` to its end: wall from spawn to exit, CPU and peak RSS from wait4."""
     farm.reset()
     mails = sink.count()
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         err.seek(0)
@@ -142,7 +154,9 @@ def timed(cmd: Sequence[str], cwd: Path, log: Path, farm: Farm, sink: Sink) -> R
     )
 
 
-def bench(feeds: int, changed: int, repeat: int, peers: bool) -> dict[str, dict[str, list[Run]]]:
+def bench(
+    feeds: int, changed: int, repeat: int, peers: bool, against: Path | None = None
+) -> dict[str, dict[str, list[Run]]]:
     results: dict[str, dict[str, list[Run]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-oneshot-") as tmp, Farm(feeds) as farm:
         work = Path(tmp)
@@ -159,6 +173,16 @@ def bench(feeds: int, changed: int, repeat: int, peers: bool) -> dict[str, dict[
             write_ours(ours / "feeds.yaml", farm.urls(), sink.port)
             tools["ours"] = [*monitor_command(), "-c", str(ours / "feeds.yaml"), "poll"]
             cold = {"ours": [*monitor_command(), "-c", str(ours / "feeds-cold.yaml"), "poll"]}
+            envs: dict[str, dict[str, str]] = {}
+            if against is not None:
+                before = work / "before"
+                before.mkdir()
+                write_ours(before / "feeds-cold.yaml", farm.urls(), None)
+                write_ours(before / "feeds.yaml", farm.urls(), sink.port)
+                python = [sys.executable, "-m", "monitor", "-c"]
+                tools["before"] = [*python, str(before / "feeds.yaml"), "poll"]
+                cold["before"] = [*python, str(before / "feeds-cold.yaml"), "poll"]
+                envs["before"] = {**os.environ, "PYTHONPATH": str(against.resolve())}
             if peers:
                 urls = work / "urls.txt"
                 urls.write_text("\n".join(farm.urls()))
@@ -191,7 +215,7 @@ def bench(feeds: int, changed: int, repeat: int, peers: bool) -> dict[str, dict[
                     for name, cmd in tools.items():
                         if scenario == "cold":
                             cmd = cold.get(name, cmd)
-                        run = timed(cmd, ours, work / f"{name}.log", farm, sink)
+                        run = timed(cmd, ours, work / f"{name}.log", farm, sink, envs.get(name))
                         results.setdefault(name, {}).setdefault(scenario, []).append(run)
                         print(
                             f"{name:<10} {scenario:<8} wall {run.wall:7.2f} s  cpu {run.cpu:7.2f} s"
@@ -236,26 +260,23 @@ def report(results: dict[str, dict[str, list[Run]]], feeds: int, changed: int, c
                 f" | {max(r.maxrss_mb for r in runs):.0f} | {int(_median(runs, 'mails'))}"
                 f" | {', '.join(f'{r.wall:.2f}' for r in runs)} |"
             )
-    if len(results) > 1:
+    peers = [p for p in ("reader", "rss2email") if p in results]
+    if peers:
         lines += [
             "",
-            "| scenario | reader / ours (wall) | rss2email / ours (wall) | target |",
-            "| --- | --- | --- | --- |",
+            "| scenario | tool | reader / tool (wall) | rss2email / tool (wall) | target |",
+            "| --- | --- | --- | --- | --- |",
         ]
-        ours = results["ours"]
         for scenario in SCENARIOS:
-            w = _median(ours[scenario], "wall")
-            ratios = {
-                peer: _median(results[peer][scenario], "wall") / w
-                for peer in ("reader", "rss2email")
-                if peer in results
-            }
-            peer, factor = TARGETS[scenario]
-            verdict = "ok" if ratios.get(peer, 0) >= factor else "MISSED"
-            lines.append(
-                f"| {scenario} | {ratios.get('reader', 0):.1f}x | {ratios.get('rss2email', 0):.1f}x"
-                f" | {factor:g}x {peer}: {verdict} |"
-            )
+            for tool in [t for t in ("ours", "before") if t in results]:
+                w = _median(results[tool][scenario], "wall")
+                ratios = {p: _median(results[p][scenario], "wall") / w for p in peers}
+                peer, factor = TARGETS[scenario]
+                verdict = "ok" if ratios.get(peer, 0) >= factor else "MISSED"
+                lines.append(
+                    f"| {scenario} | {tool} | {ratios.get('reader', 0):.1f}x"
+                    f" | {ratios.get('rss2email', 0):.1f}x | {factor:g}x {peer}: {verdict} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -265,10 +286,11 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3, help="all-304 and changed rounds")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--against", type=Path, help="another rss-monitor source tree")
     parser.add_argument("--results", type=Path, default=OUT / "RESULTS-oneshot.md")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    results = bench(args.feeds, args.changed, args.repeat, not args.no_peers)
+    results = bench(args.feeds, args.changed, args.repeat, not args.no_peers, args.against)
     command = "python benchmarks/bench_oneshot.py " + " ".join(sys.argv[1:])
     text = report(results, args.feeds, args.changed, command.strip())
     args.results.parent.mkdir(parents=True, exist_ok=True)

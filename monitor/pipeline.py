@@ -11,7 +11,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,8 +33,6 @@ from monitor.types import (
 
 log = logging.getLogger("monitor.poll")
 T = TypeVar("T")
-# Bodies waiting for (or in) the pool's parse, at most (bytes; one larger body alone).
-PARSE_BUDGET = 16 * 1024 * 1024
 
 
 def _unusable(error: str) -> ParsedFeed:
@@ -75,72 +72,6 @@ class Context:
     fetcher: Fetcher
 
 
-class _ByteBudget:
-    """Bytes held at once, at most ``limit`` (a single holder may have more); first come,
-    first served."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
-
-    def _fits(self, size: int) -> bool:
-        return self._used == 0 or self._used + size <= self._limit
-
-    async def acquire(self, size: int) -> None:
-        if not self._waiting and self._fits(size):
-            self._used += size
-            return
-        turn = asyncio.get_running_loop().create_future()
-        self._waiting.append((size, turn))
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # granted, then cancelled
-                self.release(size)
-            raise
-
-    def release(self, size: int) -> None:
-        self._used -= size
-        while self._waiting and self._fits(self._waiting[0][0]):
-            size, turn = self._waiting.popleft()
-            if not turn.done():  # else its waiter was cancelled
-                self._used += size
-                turn.set_result(None)
-
-
-class _Slots:
-    """What one poll holds: a poll slot while it fetches; from the time its body waits
-    for the pool, that body's bytes in the parse budget instead (taken before the poll
-    slot is given up)."""
-
-    def __init__(self, polling: asyncio.Semaphore, parsing: _ByteBudget) -> None:
-        self._polling = polling
-        self._parsing = parsing
-        self._slot = False
-        self._bytes: int | None = None
-
-    async def start(self) -> None:
-        await self._polling.acquire()
-        self._slot = True
-
-    async def to_parse(self, size: int) -> None:
-        await self._parsing.acquire(size)
-        self._bytes = size
-        self.release_slot()
-
-    def release_slot(self) -> None:
-        if self._slot:
-            self._slot = False
-            self._polling.release()
-
-    def release(self) -> None:
-        self.release_slot()
-        if self._bytes is not None:
-            self._parsing.release(self._bytes)
-            self._bytes = None
-
-
 class Poller:
     """Polls feeds with the collaborators it is given (see app.py)."""
 
@@ -154,7 +85,6 @@ class Poller:
         rng: random.Random | None = None,
         offload_limit: int = 4,
         poll_limit: int = 50,
-        parse_budget: int = PARSE_BUDGET,
         db: Executor | None = None,
     ) -> None:
         self._context = context
@@ -168,11 +98,6 @@ class Poller:
         # than the workers parse.
         self._offload_slots = asyncio.Semaphore(offload_limit)
         self._poll_slots = asyncio.Semaphore(poll_limit)
-        # A poll whose body must be parsed gives its poll slot up while it waits for the
-        # pool, once its body fits in this budget: the other feeds' requests go on
-        # meanwhile (a round of 1,000 feeds with 100 changed fetches while the workers
-        # parse, instead of stopping once 50 changed feeds wait for them).
-        self._parse_budget = _ByteBudget(parse_budget)
         self._stopped = False
 
     def stop(self) -> None:
@@ -219,27 +144,16 @@ class Poller:
         paused feed is not fetched (its outcome has no next due time) unless
         ``force``. At most ``poll_limit`` polls run at once; the rest wait
         their turn, so a round of thousands of due feeds holds only that many
-        bodies in memory (and those of the few polls whose bodies wait for the
-        pool, which give their slot to the next). Raises ``Stopped`` when ``stop`` was called before
+        bodies in memory. Raises ``Stopped`` when ``stop`` was called before
         its turn came.
         """
-        slots = _Slots(self._poll_slots, self._parse_budget)
-        await slots.start()
-        try:
+        async with self._poll_slots:
             if self._stopped:
                 raise Stopped(feed.url)
-            return await self._poll(feed, state, slots, dry_run=dry_run, force=force)
-        finally:
-            slots.release()
+            return await self._poll(feed, state, dry_run=dry_run, force=force)
 
     async def _poll(
-        self,
-        feed: FeedSpec,
-        state: FeedState | None,
-        slots: _Slots,
-        *,
-        dry_run: bool,
-        force: bool,
+        self, feed: FeedSpec, state: FeedState | None, *, dry_run: bool, force: bool
     ) -> PollOutcome:
         ctx = self._context()
         config = ctx.config
@@ -274,7 +188,6 @@ class Poller:
                     poisoned=True,
                 )
             else:
-                await slots.to_parse(len(result.body))
                 intents = await self._parsed(ctx, feed, policy, state, result, body_hash, now)
         if not dry_run:
             await self._apply(intents)
