@@ -274,8 +274,8 @@ def report(results: dict[str, dict[str, list[Run]]], feeds: int, changed: int, c
                 peer, factor = TARGETS[scenario]
                 verdict = "ok" if ratios.get(peer, 0) >= factor else "MISSED"
                 lines.append(
-                    f"| {scenario} | {tool} | {ratios.get('reader', 0):.1f}x"
-                    f" | {ratios.get('rss2email', 0):.1f}x | {factor:g}x {peer}: {verdict} |"
+                    f"| {scenario} | {tool} | {ratios.get('reader', 0):.2f}x"
+                    f" | {ratios.get('rss2email', 0):.2f}x | {factor:g}x {peer}: {verdict} |"
                 )
     return "\n".join(lines) + "\n"
 
