@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt check schema venv bench bench-soak bench-extract bench-match bench-story bench-chaos clean
+.PHONY: run test lint fmt check schema venv bench bench-oneshot bench-soak bench-extract bench-match bench-story bench-chaos clean
 
 # `make run` installs what the daemon needs, nothing more; `make test` adds the test tools.
 $(RUNTIME): pyproject.toml
@@ -75,8 +75,10 @@ bench-extract: $(STAMP)
 
 # Poll-round benchmark (issue 6): a local feed farm, our real poll path, and the peers
 # (rss2email, the sequential feedparser loop) from their own venv, never our dependency.
-PEER_PKGS := 'rss2email==3.14' 'feedparser==6.0.14' 'aiosmtpd==1.4.6' 'matplotlib>=3.8'
-PEERS_ROUND := $(PEERS)/.round-installed
+# reader 3.26 needs sgmllib3k beside feedparser 6.0.14 to import (FACTS).
+PEER_PKGS := 'rss2email==3.14' 'reader==3.26' 'sgmllib3k==1.0.0' 'feedparser==6.0.14' \
+	'aiosmtpd==1.4.6' 'matplotlib>=3.8'
+PEERS_ROUND := $(PEERS)/.round2-installed
 $(PEERS_ROUND):
 	[ -x $(PEERS)/bin/python ] || $(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/pip install --quiet $(PEER_PKGS)
@@ -84,6 +86,11 @@ $(PEERS_ROUND):
 
 bench: $(STAMP) $(PEERS_ROUND)
 	$(BIN)/python benchmarks/bench_round.py $(BENCH_ARGS)
+
+# The one-shot path (issue 12 part 6): `monitor poll`, rss2email and reader as whole
+# processes on the same farm. ONESHOT_ARGS='--no-peers' for ours alone.
+bench-oneshot: $(STAMP) $(PEERS_ROUND)
+	$(BIN)/python benchmarks/bench_oneshot.py $(ONESHOT_ARGS)
 
 # Soak: the daemon (App + the real scheduler) on 10,000 feeds; SOAK_ARGS='--duration 90' for short.
 bench-soak: $(STAMP) $(PEERS_ROUND)

@@ -6,14 +6,14 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 from monitor import __version__, decide, notify
 from monitor.activity import Activity
-from monitor.config import DEFAULT_WORKER_MEMORY, Config, FeedSpec
+from monitor.config import DEFAULT_WORKER_MEMORY, Config, FeedSpec, check_notifiers
 from monitor.delivery import Deliverer, RetryPolicy, Target, Targets, owner_is_dead, process_owner
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.netsafety import origin
@@ -141,7 +141,9 @@ class App:
         self.activity = Activity()
         if isinstance(executor, WorkerPool):  # its workers lost or recycled count as restarts
             executor.on_restart = self.activity.worker_restarted
-        self.targets = build_targets(config, console)
+        # Built when first needed: a notifier's target loads apprise (see notify.py).
+        self._targets: Targets | None = None
+        self._checking: asyncio.Future[Config] | None = None
         self.rng = rng or random.Random()
         self.poller = Poller(
             context=lambda: self.context,
@@ -163,6 +165,33 @@ class App:
             owner=self.owner,
             activity=self.activity,
         )
+
+    @property
+    def targets(self) -> Targets:
+        """(notifier, URL position) -> its target (``build_targets``), built on first use."""
+        if self._targets is None:
+            self._targets = build_targets(self.config, self._console)
+        return self._targets
+
+    def start_checking_notifiers(self) -> None:
+        """Start ``check_notifiers`` in a thread, so apprise loads while a round goes on
+        (``monitor poll``, once it knows it has something to send)."""
+        if self._checking is None and self.config.unchecked:
+            loop = asyncio.get_running_loop()
+            self._checking = loop.run_in_executor(None, check_notifiers, self.config)
+
+    async def check_notifiers(self) -> None:
+        """Have apprise check the notifier URLs the config was loaded without checking
+        (``config.check_notifiers``; ``monitor poll`` does so only when it has something
+        to send). Raises ConfigError as loading the config would have."""
+        if not self.config.unchecked:
+            return
+        self.start_checking_notifiers()
+        assert self._checking is not None
+        try:
+            self.config = await self._checking
+        finally:
+            self._checking = None
 
     def admin(self) -> tuple[str, int] | None:
         """The notifier for operator notices (``settings.admin_notify``) and its URLs."""
@@ -212,7 +241,7 @@ class App:
         self.config = config
         self._feeds = {f.url: f for f in config.feeds}
         self.context = Context(config, fetcher)
-        self.targets = targets
+        self._targets = targets
         self.deliverer.reset_backoff()
         if isinstance(self.executor, WorkerPool):
             workers = pool_size(config)
@@ -286,14 +315,32 @@ class App:
         return len(due)
 
     async def poll_round(
-        self, feeds: Iterable[FeedSpec], *, dry_run: bool = False, force: bool = False
+        self,
+        feeds: Iterable[FeedSpec],
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        states: Mapping[str, FeedState] | None = None,
+        on_outcome: Callable[[PollOutcome], None] | None = None,
     ) -> list[PollOutcome]:
         """Poll the given feeds once, concurrently (the fetcher bounds concurrency);
-        ``force`` polls paused feeds too."""
-        polls = (self.poller.poll(f, dry_run=dry_run, force=force) for f in feeds)
-        return list(await asyncio.gather(*polls))
+        ``force`` polls paused feeds too; ``states``: the stored states the caller read
+        already, by configured URL (each other feed's is read as it is polled);
+        ``on_outcome`` hears of each poll as it ends."""
+        known = states or {}
+
+        async def poll(feed: FeedSpec) -> PollOutcome:
+            state = known.get(feed.url)
+            outcome = await self.poller.poll(feed, dry_run=dry_run, force=force, state=state)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(poll(f) for f in feeds)))
 
     async def close(self) -> None:
+        if self._checking is not None:  # a check no one waits for any more
+            self._checking.cancel()
         for fetcher in [self.context.fetcher, *self._retired]:
             await fetcher.close()
         self.deliverer.close()

@@ -205,6 +205,16 @@ class NotifierSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class UncheckedUrl:
+    """A notifier URL that apprise has not seen yet (``load_config(check_notifiers=False)``),
+    with where the config writes it; ``check_notifiers`` shows it to apprise."""
+
+    url: str = field(repr=False)
+    what: str  # "notifier 'mail'"
+    place: Problem  # its place in the file (the message is empty)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A validated feeds.yaml.
 
@@ -223,6 +233,8 @@ class Config:
     secrets: frozenset[str] = frozenset()
     files: tuple[Path, ...] = ()
     warnings: tuple[Problem, ...] = ()  # valid, but likely not what was meant
+    # Notifier URLs only checked for their shape so far (see ``check_notifiers``).
+    unchecked: tuple[UncheckedUrl, ...] = ()
 
     def database_path(self) -> str:
         """``settings.database`` (else DEFAULT_DATABASE); relative paths resolve next to feeds.yaml.
@@ -391,9 +403,11 @@ _SUBST = re.compile(r"\$\$|\$\{file:([^}]*)\}|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class _Loader:
     """Walks the YAML node tree; records problems instead of stopping at the first."""
 
-    def __init__(self, path: str, env: Mapping[str, str]) -> None:
+    def __init__(self, path: str, env: Mapping[str, str], check_notifiers: bool = True) -> None:
         self.path = path
         self.env = env
+        self.check_notifiers = check_notifiers
+        self.unchecked: list[UncheckedUrl] = []
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.secrets: set[str] = set()  # every value a substitution put in
@@ -415,6 +429,12 @@ class _Loader:
         offset: int | None = None,
         template_line: int | None = None,
     ) -> None:
+        self.problems.append(replace(self.place(node, offset, template_line), message=message))
+
+    def place(
+        self, node: Node | None, offset: int | None = None, template_line: int | None = None
+    ) -> Problem:
+        """Where ``node`` (or a place inside its string) is, as a Problem without a message."""
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
         if offset is not None and isinstance(node, ScalarNode):
             # Point inside the string: skip the opening quote of a quoted scalar.
@@ -428,7 +448,7 @@ class _Loader:
             if line - 1 < len(lines):
                 here = lines[line - 1]
                 col = len(here) - len(here.lstrip(" ")) + 1
-        self.problems.append(Problem(self.path, line, col, message))
+        return Problem(self.path, line, col, "")
 
     # scalars ---------------------------------------------------------------
 
@@ -908,6 +928,13 @@ def _notifiers(ld: _Loader, node: Node) -> tuple[NotifierSpec, ...]:
             ld.error(url_node, f"{what} needs at least one apprise URL")
         for url, unode in urls:
             ld.secrets.update(url_credentials(url))
+            if not ld.check_notifiers:
+                problem = notify.url_shape_problem(url)
+                if problem:
+                    ld.error(unode, f"{what}: {problem}")
+                else:
+                    ld.unchecked.append(UncheckedUrl(url, what, ld.place(unode)))
+                continue
             problem = notify.url_problem(url)
             if problem:
                 ld.error(unode, f"{what}: {problem}")
@@ -1084,12 +1111,17 @@ def _rules(
     return tuple(out)
 
 
-def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
+def parse_config(
+    text: str, path: Path, env: Mapping[str, str], *, check_notifiers: bool = True
+) -> Config:
     """Validate the text of a feeds.yaml; raises ConfigError with every problem.
 
     ``path`` is kept as given: relative paths in the config resolve next to it.
+    ``check_notifiers=False`` checks notifier URLs only for their shape, without
+    loading apprise (``monitor poll``, which may have nothing to send): the
+    Config lists them in ``unchecked`` for ``check_notifiers``.
     """
-    ld = _Loader(path.name, env)
+    ld = _Loader(path.name, env, check_notifiers)
     ld.text = text
     try:
         try:
@@ -1145,19 +1177,42 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> Config:
             replace(w, message=Redactor(secrets).redact(w.message))
             for w in sorted(ld.warnings, key=lambda p: (p.line, p.column))
         ),
+        unchecked=tuple(ld.unchecked),
     )
 
 
-def load_config(path: Path, env: Mapping[str, str]) -> Config:
+def load_config(path: Path, env: Mapping[str, str], *, check_notifiers: bool = True) -> Config:
     """Read and validate feeds.yaml; raises ConfigError (also for an unreadable file).
 
-    The path is made absolute but not resolved (see ``Config``).
+    The path is made absolute but not resolved (see ``Config``). For
+    ``check_notifiers`` see ``parse_config``.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), 1, 1, f"can't read the config: {exc}")]) from None
-    return parse_config(text, Path(os.path.abspath(path)), env)
+    return parse_config(text, Path(os.path.abspath(path)), env, check_notifiers=check_notifiers)
+
+
+def check_notifiers(config: Config) -> Config:
+    """``config`` with the notifier URLs it left ``unchecked`` shown to apprise, as
+    ``load_config`` does by default: the same errors at the same places (raised as
+    ConfigError), and what apprise masks in them added to ``secrets``."""
+    if not config.unchecked:
+        return config
+    secrets = set(config.secrets)
+    problems = []
+    for u in config.unchecked:
+        problem = notify.url_problem(u.url)
+        if problem:
+            problems.append(replace(u.place, message=f"{u.what}: {problem}"))
+        else:
+            secrets.update(notify.private_parts(u.url))
+    if problems:
+        redactor = Redactor(frozenset(secrets))
+        problems = [replace(p, message=redactor.redact(p.message)) for p in problems]
+        raise ConfigError(problems, secrets=frozenset(secrets), database=config.settings.database)
+    return replace(config, secrets=frozenset(secrets), unchecked=())
 
 
 def _interval(interval: float | str, s: Settings) -> str:

@@ -6,25 +6,34 @@ webhook is retried without re-sending the email that already went out
 Only masked URLs (``privacy=True`` plus ``redact.mask_url``) ever leave this
 module, and a failure's text has every known secret redacted before it is
 returned (it is logged and stored in the outbox).
+
+apprise is imported on first use, not with this module: a ``monitor poll``
+that has nothing to send never needs it (``url_shape_problem`` checks a URL
+without it; ``url_problem`` asks apprise itself). And a URL's service is made
+by its own plugin module where that can be done (``_one_plugin``): apprise's
+``add`` imports every plugin module first (about 0.2 s, more than a round of
+1,000 unchanged feeds).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import re
 import sys
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from urllib.parse import unquote
-
-import apprise
 
 from monitor.redact import Redactor, mask_url
 from monitor.render import Format, Rendered, clean
 from monitor.types import AlertItem
+
+if TYPE_CHECKING:
+    import apprise
 
 CONSOLE = "console"
 _EMAIL_SCHEMES = ("mailto", "mailtos", "email", "ses", "sendgrid", "mailgun", "sparkpost")
@@ -79,12 +88,119 @@ logging.getLogger("apprise").addFilter(_HoldWhileChecking())
 logging.getLogger("apprise").setLevel(logging.DEBUG)
 
 
+def _apprise() -> Any:
+    """The apprise module (imported here, on first use; see the module's docstring)."""
+    import apprise
+
+    return apprise
+
+
+# A URL: a scheme (as apprise's own URL parser takes it), "://", and something after it.
+_URL_SHAPE = re.compile(r"^[a-z][a-z0-9+.-]*://\S", re.IGNORECASE)
+
+
+def url_shape_problem(url: str) -> str | None:
+    """None when ``url`` has the shape of an apprise URL (``scheme://...``), else why not.
+
+    A check that needs no apprise: ``url_problem`` is the real one (a known
+    service, its tokens well formed).
+    """
+    if _URL_SHAPE.match(url.strip()):
+        return None
+    return "not an apprise URL (SCHEME://...)"
+
+
+# Plugin modules named otherwise than the schemes they serve; any other scheme is looked
+# for in the module of its own name (ntfy, slack, discord, gotify, ...).
+_PLUGIN_MODULES = {
+    "mailto": "email",
+    "mailtos": "email",
+    "json": "custom_json",
+    "jsons": "custom_json",
+    "xml": "custom_xml",
+    "xmls": "custom_xml",
+    "form": "custom_form",
+    "forms": "custom_form",
+    "tgram": "telegram",
+    "ntfys": "ntfy",
+    "matrixs": "matrix",
+    "rocket": "rocketchat",
+    "rockets": "rocketchat",
+    "mmost": "mattermost",
+    "mmosts": "mattermost",
+    "gotifys": "gotify",
+    "pover": "pushover",
+}
+_SCHEME = re.compile(r"^\s*([a-z0-9+.-]+)://", re.IGNORECASE)
+
+
+def _schemes(plugin: type) -> set[str]:
+    out: set[str] = set()
+    for value in (getattr(plugin, "protocol", None), getattr(plugin, "secure_protocol", None)):
+        values = (value,) if isinstance(value, str) else value or ()
+        out.update(v.lower() for v in values if isinstance(v, str))
+    return out
+
+
+def _one_plugin(url: str, asset: Any) -> Any | None:
+    """The service of ``url``, made by its plugin alone; None when that can't be done
+    here (then apprise's own ``add`` decides, after importing every one of its plugin
+    modules first: about 0.2 s).
+
+    Only the plugin module of the URL's scheme is imported, and the service is made as
+    ``Apprise.instantiate`` makes it (the plugin's ``parse_url``, the class with the
+    asset and no tags, enabled or not): what is made here apprise accepts too.
+    Anything else, a refused URL included, goes to apprise, which says why.
+    """
+    m = _SCHEME.match(url)
+    if m is None:
+        return None
+    scheme = m[1].lower()
+    name = _PLUGIN_MODULES.get(scheme, scheme)
+    if not name.isidentifier():
+        return None
+    apprise = _apprise()
+    try:
+        module = importlib.import_module(f"apprise.plugins.{name}")
+    except Exception:  # no such module (or it fails to import): apprise decides
+        return None
+    found = {
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, apprise.NotifyBase)
+        and obj is not apprise.NotifyBase
+        and scheme in _schemes(obj)
+    }
+    if len(found) != 1:
+        return None
+    plugin: Any = found.pop()
+    if not getattr(plugin, "enabled", True):
+        return None
+    results = plugin.parse_url(url.replace("/#", "/%23"))
+    if not results:
+        return None
+    results["tag"] = set()
+    results["asset"] = asset
+    try:
+        service = plugin(**results)
+    except Exception:
+        return None
+    return service if getattr(service, "enabled", True) else None
+
+
+def _add(ap: Any, url: str) -> bool:
+    """``ap.add(url)``, by the URL's plugin alone where it can be (see ``_one_plugin``)."""
+    service = _one_plugin(url, ap.asset)
+    return bool(ap.add(service if service is not None else url))
+
+
 def url_problem(url: str) -> str | None:
     """None when apprise accepts ``url``, else why not (checked at config load)."""
-    ap = apprise.Apprise()
+    ap = _apprise().Apprise()
     _checking.active, _checking.warnings = True, []
     try:
-        if ap.add(url):
+        if _add(ap, url):
             return None
     finally:
         _checking.active = False
@@ -97,10 +213,10 @@ _DELIMITERS = re.compile(r"[/@?&=#:]")
 
 
 def _private_parts(url: str) -> frozenset[str] | None:
-    ap = apprise.Apprise()
+    ap = _apprise().Apprise()
     _checking.active, _checking.warnings = True, []  # apprise logs the URL as it loads it
     try:
-        if not ap.add(url):
+        if not _add(ap, url):
             return None
     finally:
         _checking.active = False
@@ -169,11 +285,15 @@ def is_email(url: str) -> bool:
 
 
 _GENERIC_WEBHOOKS = ("json", "jsons", "xml", "xmls", "form", "forms")
-_APPRISE_FORMAT = {
-    Format.TEXT: apprise.NotifyFormat.TEXT,
-    Format.MARKDOWN: apprise.NotifyFormat.MARKDOWN,
-    Format.HTML: apprise.NotifyFormat.HTML,
-}
+
+
+def _apprise_format(ours: Format) -> Any:
+    formats = _apprise().NotifyFormat
+    return {
+        Format.TEXT: formats.TEXT,
+        Format.MARKDOWN: formats.MARKDOWN,
+        Format.HTML: formats.HTML,
+    }[ours]
 
 
 def format_for(url: str, plugin: object | None = None) -> Format:
@@ -185,10 +305,10 @@ def format_for(url: str, plugin: object | None = None) -> Format:
         return Format.TEXT
     if scheme in _EMAIL_SCHEMES:
         return Format.HTML
-    supported = getattr(plugin, "notify_format", apprise.NotifyFormat.TEXT)
+    supported = getattr(plugin, "notify_format", _apprise_format(Format.TEXT))
     formats = supported if isinstance(supported, tuple) else (supported,)
     for ours in (Format.MARKDOWN, Format.HTML):
-        if _APPRISE_FORMAT[ours] in formats:
+        if _apprise_format(ours) in formats:
             return ours
     return Format.TEXT
 
@@ -226,8 +346,8 @@ class AppriseSender:
     secrets: Collection[str] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
-        self._apprise = apprise.Apprise()
-        if not self._apprise.add(self.url):
+        self._apprise: apprise.Apprise = _apprise().Apprise()
+        if not _add(self._apprise, self.url):
             raise ValueError(f"invalid apprise URL {mask(self.url, self.secrets)}")
         self._plugin = self._apprise[0]
         self.format = format_for(self.url, self._plugin)
@@ -243,7 +363,8 @@ class AppriseSender:
         if self._json and self._extras is not None:
             # apprise adds payload_extras to the JSON body (the URL's :key=value too)
             setattr(self._plugin, "payload_extras", {**self._extras, "alerts": structured(items)})  # noqa: B010
-        fmt = _APPRISE_FORMAT[message.format]
+        apprise = _apprise()
+        fmt = _apprise_format(message.format)
         lines: list[tuple[str, str]]
         if hasattr(apprise, "AppriseResult"):
             # apprise 2: the result holds this call's own log lines, also those its
@@ -255,7 +376,7 @@ class AppriseSender:
                 return None
             lines = [(str(e.level), str(e.message)) for e in result.logs()]
         else:
-            with apprise.LogCapture(level=logging.DEBUG) as captured:  # type: ignore[no-untyped-call]
+            with apprise.LogCapture(level=logging.DEBUG) as captured:
                 ok = self._apprise.notify(body=message.body, title=message.title, body_format=fmt)
             if ok:
                 return None

@@ -14,6 +14,10 @@ A poll runs as an asyncio task this scheduler owns: APScheduler's
 no poll in flight for the daemon's grace period to wait for. ``shutdown``
 here stops claiming, lets the polls in flight finish (they commit) for up to a
 grace period, and only then cancels the rest.
+
+APScheduler is imported where it is used: delivery (also in ``monitor poll``)
+needs the digest helpers here, and only a digest needs APScheduler's cron
+trigger.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
 from monitor.storage.base import FeedState
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("monitor.scheduler")
 
@@ -62,6 +66,8 @@ class FeedScheduler:
         self._renew = renew
         self._limit = limit
         self._tick_every = tick
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         self._scheduler = AsyncIOScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -72,6 +78,8 @@ class FeedScheduler:
         self._renewed = 0.0
 
     def start(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         self._scheduler.add_job(
             self.tick, IntervalTrigger(seconds=self._tick_every), id="tick", name="claim due feeds"
         )
@@ -177,6 +185,8 @@ def digest_trigger(spec: str, timezone: str | None) -> CronTrigger:
     """The schedule of a notifier's ``digest:``: ``daily 08:00``, ``weekly mon 08:00``,
     or a cron expression (five fields, APScheduler's cron trigger). ValueError, with
     a message fit for a config error, for anything else."""
+    from apscheduler.triggers.cron import CronTrigger
+
     tz = digest_zone(timezone)
     if m := _DAILY.match(spec):
         hour, minute = int(m[1]), int(m[2])

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,15 +223,18 @@ class Run:
     peak_rss_mb: float  # of the largest process in its tree: itself and its workers
 
 
-def _monitor(config: Path, *args: str, timeout: float = 60.0) -> Run:
-    """``python -m monitor -c CONFIG ARGS`` as a subprocess; fails the test past ``timeout``.
+def _monitor(config: Path, *args: str, timeout: float = 60.0, python: Sequence[str] = ()) -> Run:
+    """``python [PYTHON] -m monitor -c CONFIG ARGS`` as a subprocess; fails the test past
+    ``timeout``.
 
     os.wait4 reports the peak RSS of the process and of the workers it reaped.
     """
     out, err = config.parent / "out.txt", config.parent / "err.txt"
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "-c", str(config), *args], stdout=o, stderr=e
+            [sys.executable, *python, "-m", "monitor", "-c", str(config), *args],
+            stdout=o,
+            stderr=e,
         )
     deadline = time.monotonic() + timeout
     while True:
@@ -287,6 +290,65 @@ def test_poll_a_feed_past_worker_memory_fails_as_too_large_and_the_other_feed_al
         "monitor: Big: parsing failed: parse_feed: document too large to parse "
         "(over the worker memory limit of 64 MB)"
     ) in run.err
+
+
+def _imported(run: Run) -> set[str]:
+    """The modules a run under ``-X importtime`` imported (from its stderr)."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in run.err.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def test_poll_mails_the_alert_and_loads_apprise_only_when_it_has_something_to_send(
+    site: FeedServer, tmp_path: Path
+) -> None:
+    mail = Mailbox()
+    with running(mail):
+        site.put("/feed.xml", rss([Item("DeepSeek stellt R2 vor", site.url("/1"))]))
+        feeds = f"  - url: {site.url('/feed.xml')}\n    name: Heise\n    extract: false\n"
+        cfg = _config(tmp_path, feeds, RULES, notifiers=f'  mail: "{mail.url}"\n')
+
+        first = _monitor(cfg, "poll", python=["-X", "importtime"])
+        assert first.code == 0, first.err
+        assert mail.alerts() == ["[DeepSeek] DeepSeek stellt R2 vor"]
+        assert "apprise" in _imported(first)
+
+        # nothing new, nothing waiting in the outbox: apprise is never loaded
+        second = _monitor(cfg, "poll", python=["-X", "importtime"])
+        assert second.code == 0, second.err
+        assert "1 feeds polled, 0 new entries, 0 matched" in second.err
+        assert "apprise" not in _imported(second) and "aiohttp" in _imported(second)
+        assert len(mail.messages) == 1
+
+
+def test_poll_refuses_a_notifier_url_apprise_refuses_when_it_would_send_and_keeps_the_alert(
+    site: FeedServer, tmp_path: Path
+) -> None:
+    mail = Mailbox()
+    with running(mail):
+        site.put("/feed.xml", rss([Item("Wetter", site.url("/0"))]))
+        feeds = f"  - url: {site.url('/feed.xml')}\n    name: Heise\n    extract: false\n"
+        cfg = _config(tmp_path, feeds, RULES, notifiers='  mail: "nosuchservice://host/x"\n')
+        check = _monitor(cfg, "check")
+        assert check.code == 2
+        refused = "feeds.yaml:4:9: notifier 'mail': apprise does not accept this URL"
+        assert check.err.startswith(refused), check.err
+
+        nothing = _monitor(cfg, "poll")  # nothing to send: apprise is not asked
+        assert nothing.code == 0, nothing.err
+
+        site.put("/feed.xml", rss([Item("DeepSeek stellt R2 vor", site.url("/1"))]))
+        bad = _monitor(cfg, "poll")
+        assert bad.code == 2
+        assert refused in bad.err and "nothing was sent" in bad.err
+        assert "[DeepSeek] DeepSeek stellt R2 vor" in bad.out  # matched and stored
+
+        cfg.write_text(cfg.read_text().replace("nosuchservice://host/x", mail.url))
+        fixed = _monitor(cfg, "poll")
+        assert fixed.code == 0, fixed.err
+        assert mail.alerts() == ["[DeepSeek] DeepSeek stellt R2 vor"]  # it waited for this
 
 
 def test_test_notify_reaches_chat_and_email(

@@ -17,6 +17,7 @@ from monitor.config import (
     ConfigError,
     DatabaseChoice,
     FeedSpec,
+    check_notifiers,
     choose_database,
     format_duration,
     format_size,
@@ -496,6 +497,56 @@ def test_substituted_value_is_validated_like_a_literal() -> None:
     assert _problems("settings:\n  interval: ${INTERVAL}\n", {"INTERVAL": "soon"}) == [
         "feeds.yaml:2:13: settings.interval: expected a duration like 30s, 10m, 1h, 2d, got 'soon'"
     ]
+
+
+NOTIFIERS_APPRISE_REFUSES = f"""\
+notifiers:
+  chat: {CHAT}
+  bogus: "nosuchscheme://x"
+  several: ["{CHAT}", "notaurl://y"]
+"""
+
+
+def test_unchecked_notifiers_are_refused_later_with_the_same_errors_at_the_same_places() -> None:
+    path = Path("/etc/monitor/feeds.yaml")
+    with pytest.raises(ConfigError) as checked:
+        parse_config(NOTIFIERS_APPRISE_REFUSES, path, {})
+
+    # `monitor poll`: only their shape now; apprise sees them when there is something to send
+    config = parse_config(NOTIFIERS_APPRISE_REFUSES, path, {}, check_notifiers=False)
+    assert [(u.what, u.place.line, u.place.column) for u in config.unchecked] == [
+        ("notifier 'chat'", 2, 9),
+        ("notifier 'bogus'", 3, 10),
+        ("notifier 'several'", 4, 13),
+        ("notifier 'several'", 4, 43),
+    ]
+    with pytest.raises(ConfigError) as later:
+        check_notifiers(config)
+
+    assert [str(p) for p in later.value.problems] == [str(p) for p in checked.value.problems]
+    assert len(later.value.problems) == 2
+
+
+def test_unchecked_notifier_urls_are_still_checked_for_their_shape() -> None:
+    text = 'notifiers:\n  mail: "news@example.com"\n  chat: "json://"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, Path("feeds.yaml"), {}, check_notifiers=False)
+    assert [str(p) for p in info.value.problems] == [
+        "feeds.yaml:2:9: notifier 'mail': not an apprise URL (SCHEME://...)",
+        "feeds.yaml:3:9: notifier 'chat': not an apprise URL (SCHEME://...)",
+    ]
+
+
+def test_checking_notifiers_later_adds_what_apprise_masks_to_the_secrets() -> None:
+    text = 'notifiers:\n  chat: "tgram://123456789:abcdefg_hijklmnop/12345"\n'
+    path = Path("feeds.yaml")
+    full = parse_config(text, path, {})
+    config = parse_config(text, path, {}, check_notifiers=False)
+
+    checked = check_notifiers(config)
+
+    assert checked.secrets == full.secrets and checked.unchecked == ()
+    assert "123456789:abcdefg_hijklmnop" in checked.secrets
 
 
 def test_secret_from_environment_reaches_the_notifier_url() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -104,6 +105,50 @@ def test_our_pass_keeps_only_the_query_keys_written_and_masks_known_secrets() ->
     original = "json://h.example/hook?to=s3cretvalue&mode=x"
     shown = "json://h.example/hook?method=POST&to=s3cretvalue&mode=x&retry=0"
     assert mask_url(shown, original, {"s3cretvalue"}) == "json://h.example/hook?to=****&mode=x"
+
+
+ONE_PLUGIN_URLS = [
+    "mailto://127.0.0.1:2525?from=a@example.com&to=b@example.com&mode=insecure",
+    "mailtos://user:pw123456@mail.example.com?to=news@example.com",
+    "json://bot:pw@127.0.0.1:8099/hook?+X-Api-Key=abcdef123456",
+    "tgram://123456789:abcdefg_hijklmnop/12345",
+    "ntfys://ntfy.example.com/topic",
+    "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#general",
+    "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",
+    "mailto://",  # refused by the plugin: apprise says why
+    "nosuchscheme://x",
+    "https://discord.com/api/webhooks/4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",  # native
+]
+
+
+@pytest.mark.parametrize("url", ONE_PLUGIN_URLS)
+def test_a_url_made_by_its_plugin_alone_is_what_apprise_makes_of_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def seen(u: str) -> tuple[object, ...]:
+        sender: object = None
+        if notify.url_problem(u) is None:
+            s = notify.AppriseSender(u)
+            sender = (s.format, s.max_body, s.min_interval)
+        return (notify.url_problem(u), notify.private_parts(u), notify.mask(u), sender)
+
+    by_plugin = seen(url)
+    monkeypatch.setattr(notify, "_one_plugin", lambda url, asset: None)  # apprise's own add
+
+    assert by_plugin == seen(url)
+
+
+def test_an_email_url_loads_its_plugin_module_and_not_every_other() -> None:
+    code = (
+        "import sys; from monitor import notify; "
+        "u = 'mailto://127.0.0.1:2525?from=a@example.com&to=b@example.com&mode=insecure'; "
+        "assert notify.url_problem(u) is None; notify.AppriseSender(u); notify.mask(u); "
+        "print(sorted(m for m in sys.modules if m.startswith('apprise.plugins.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    assert "apprise.plugins.email" in loaded
+    assert "apprise.plugins.slack" not in loaded and "apprise.plugins.telegram" not in loaded
 
 
 def test_url_that_can_not_be_parsed_shows_at_most_its_scheme() -> None:
