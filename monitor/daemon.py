@@ -31,6 +31,7 @@ from monitor.config import Config, ConfigError, format_duration, load_config
 from monitor.redact import Redactor
 from monitor.scheduler import FeedScheduler
 from monitor.sdnotify import sd_notify, watchdog_interval
+from monitor.storage import shown_location
 from monitor.types import Notice
 
 log = logging.getLogger("monitor.daemon")
@@ -43,6 +44,7 @@ PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
 PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
 PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
 SUMMARY_EVERY = 60.0  # seconds between the INFO summaries (per-poll lines are at DEBUG)
+HEARTBEAT_EVERY = 5.0  # seconds between heartbeats on a shared store (PostgreSQL)
 
 Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
 
@@ -204,6 +206,22 @@ class Daemon:
                 log.info("feeds.yaml or a credential file it reads changed on disk")
                 self.reload_requested.set()
 
+    async def _heartbeat(self) -> None:
+        """On a shared store: say this instance is alive, and free the leases and claims of
+        instances that are not (killed, or cut off): their feeds are polled and their
+        alerts sent by the others."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            try:
+                await loop.run_in_executor(self.app.db_threads, self.app.storage.heartbeat)
+                freed = await loop.run_in_executor(self.app.db_threads, self.app.release_dead)
+                if freed:
+                    log.info("took over %d leases and claims of instances that stopped", freed)
+            except Exception as exc:  # the database is away: the next beat tries again
+                log.error("heartbeat failed: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), HEARTBEAT_EVERY)
+
     async def _watchdog(self, every: float) -> None:
         while not self.stop.is_set():
             sd_notify("WATCHDOG=1")
@@ -323,6 +341,8 @@ class Daemon:
             asyncio.create_task(self._watch_outbox()),
             asyncio.create_task(self._summarize()),
         ]
+        if store.shared:
+            tasks.append(asyncio.create_task(self._heartbeat()))
         every = watchdog_interval()
         if every:
             tasks.append(asyncio.create_task(self._watchdog(every)))
@@ -334,7 +354,7 @@ class Daemon:
             len(config.feeds),
             len(config.rules),
             len(config.notifiers),
-            self.app.database,
+            shown_location(self.app.database),
         )
         await self._announce_schedule()
         sd_notify(f"READY=1\nSTATUS=watching {len(config.feeds)} feeds")
@@ -389,7 +409,8 @@ async def run_daemon(
     """Run until SIGTERM; returns the exit code. ``redactor`` is the log's (see cli)."""
     app = App(config, db=db, executor=process_pool(config))
     try:
-        app.storage.lock_for_daemon()  # one daemon per database
+        # one daemon per SQLite database; on PostgreSQL one instance among several
+        app.storage.lock_for_daemon(app.owner)
     except Exception:
         await app.close()
         raise

@@ -1087,7 +1087,7 @@ def test_postgresql_refuses_a_database_without_this_schema_and_says_to_migrate(
 
 
 def test_a_postgresql_password_never_appears_in_a_message() -> None:
-    from monitor.storage.postgres import shown
+    from monitor.storage import shown_location as shown
 
     assert shown("postgresql://app:s3cret@db.example:5432/news") == (
         "postgresql://app:****@db.example:5432/news"

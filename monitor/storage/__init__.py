@@ -5,6 +5,7 @@ psycopg is an optional extra)."""
 from __future__ import annotations
 
 from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
 
 from monitor.storage.base import Storage, StorageError
 from monitor.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
@@ -15,6 +16,21 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL database (else it is a SQLite path)."""
     return url.startswith(POSTGRES_SCHEMES)
+
+
+def shown_location(location: str) -> str:
+    """The database as messages name it: a PostgreSQL URL with its password masked."""
+    if not is_postgres(location):
+        return location
+    try:
+        parts = urlsplit(location)
+        password = parts.password
+    except ValueError:
+        return "postgresql://…"
+    if password is None:
+        return location
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:****@{host}"))
 
 
 def _postgres() -> ModuleType:
@@ -59,4 +75,12 @@ def migrate(url: str) -> tuple[int, int]:
         store.close()
 
 
-__all__ = ["SQLiteStorage", "Storage", "StorageError", "is_postgres", "migrate", "open_storage"]
+__all__ = [
+    "SQLiteStorage",
+    "Storage",
+    "StorageError",
+    "is_postgres",
+    "migrate",
+    "open_storage",
+    "shown_location",
+]

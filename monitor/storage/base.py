@@ -249,6 +249,10 @@ SlotClaim = Literal["mine", "done", "taken"]
 class Storage(Protocol):
     """Persistent state of the monitor; see the module docstring for the contract."""
 
+    # Several `monitor run` instances may share this store (PostgreSQL): each keeps a
+    # heartbeat, and the leases and claims of one that stops beating are freed.
+    shared: bool
+
     def ensure_feeds(self, feeds: Iterable[FeedRef]) -> list[CarriedOver]:
         """Know every feed of the config; ``feeds`` is the whole config, in its order.
 

@@ -41,12 +41,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
 
 from monitor import decide
+from monitor.storage import shown_location as shown
 from monitor.storage.base import (
     CarriedOver,
     Delivery,
@@ -235,19 +235,6 @@ _EARLIER = (
 _DELIVERY_COLUMNS = "id, notifier, target, message, attempts, created, priority, entry"
 
 
-def shown(url: str) -> str:
-    """``url`` with its password masked, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://…"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[2]}"))
-
-
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
@@ -313,6 +300,8 @@ class PostgresStorage:
     ``options`` parameter may set a ``search_path``). ``readonly=True`` is
     for commands that only read: every transaction is read-only.
     """
+
+    shared = True  # several instances: heartbeats, and a dead one's leases are freed
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
@@ -1067,6 +1056,10 @@ class PostgresStorage:
             "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = %s",
             (owner,),
         )
+        # its digest in progress: another instance sends it now
+        self._execute(
+            "UPDATE slots SET claim_until = '-infinity' WHERE owner = %s AND NOT done", (owner,)
+        )
         return int(cur.rowcount)
 
     def next_delivery_due(self, notifier: str, target: int) -> datetime | None:
@@ -1268,6 +1261,7 @@ class PostgresStorage:
                 (before, limit),
             )
             db.execute("DELETE FROM slots WHERE done AND created < %s", (before,))
+            db.execute("DELETE FROM instances WHERE seen < %s", (before,))
         return len(old)
 
     @_retrying

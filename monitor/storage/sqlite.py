@@ -248,6 +248,8 @@ class SQLiteStorage:
     open them.
     """
 
+    shared = False  # one daemon per file (the lock file)
+
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
         self.readonly = readonly
@@ -1072,6 +1074,8 @@ class SQLiteStorage:
             "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?",
             (owner,),
         )
+        # its digest in progress: another process may send it now
+        self._db.execute("UPDATE slots SET claim_until = 0 WHERE owner = ? AND NOT done", (owner,))
         return cur.rowcount
 
     def next_delivery_due(self, notifier: str, target: int) -> datetime | None:
