@@ -1,5 +1,5 @@
 """Delivery policies with an injected clock, through the real path otherwise: a feed server,
-the pipeline, SQLite, the deliverer, apprise, a webhook receiver and an SMTP server.
+the pipeline, the store (SQLite, and PostgreSQL with MONITOR_TEST_POSTGRES), the deliverer, apprise, a webhook receiver and an SMTP server.
 
 Quiet hours release what they held as one message; a cap folds what is over it into one
 message at the end of the hour; a digest comes once, grouped by rule, listing the outlets
@@ -49,15 +49,16 @@ class World:
     ops: Webhook
     mail: Mailbox
     tmp: Path
+    db: str  # a SQLite path or a PostgreSQL URL (conftest's ``database``)
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, database: str) -> Iterator[World]:
     site, chat, ops, mail = FeedServer(), Webhook(), Webhook(), Mailbox()
     with running(site, chat, ops, mail):
         for name in ("a", "b", "c"):
             site.put(f"/{name}.xml", rss([], title=f"Feed {name.upper()}"))
-        yield World(site, chat, ops, mail, tmp_path)
+        yield World(site, chat, ops, mail, tmp_path, database)
 
 
 def _hhmm(when: datetime) -> str:
@@ -92,7 +93,7 @@ rules:
     notify: [chat, mail]
 """
     config = parse_config(text, w.tmp / "feeds.yaml", {})
-    return App(config, db=str(w.tmp / "monitor.db"), console=io.StringIO(), clock=clock)
+    return App(config, db=w.db, console=io.StringIO(), clock=clock)
 
 
 _LOOP: asyncio.AbstractEventLoop | None = (
@@ -323,7 +324,7 @@ rules:
     keywords: [DeepSeek]
 """
     config = parse_config(text, world.tmp / "feeds.yaml", {})
-    app = App(config, db=str(world.tmp / "monitor.db"), console=io.StringIO())
+    app = App(config, db=world.db, console=io.StringIO())
     try:
         world.site.put(
             "/a.xml", rss([Item("KI-Labor legt nach", world.site.url("/amp/artikel-1.html"))])
