@@ -1,5 +1,6 @@
 """Delivery policies with an injected clock, through the real path otherwise: a feed server,
-the pipeline, the store (SQLite, and PostgreSQL with MONITOR_TEST_POSTGRES), the deliverer, apprise, a webhook receiver and an SMTP server.
+the pipeline, the store (SQLite, and PostgreSQL with MONITOR_TEST_POSTGRES), the deliverer,
+apprise, a webhook receiver and an SMTP server.
 
 Quiet hours release what they held as one message; a cap folds what is over it into one
 message at the end of the hour; a digest comes once, grouped by rule, listing the outlets

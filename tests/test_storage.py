@@ -1096,3 +1096,24 @@ def test_a_postgresql_password_never_appears_in_a_message() -> None:
     with pytest.raises(StorageError) as err:
         open_storage("postgresql://app:s3cret@127.0.0.1:1/news?connect_timeout=2")
     assert "s3cret" not in str(err.value) and "can't" in str(err.value)
+
+
+def test_rows_of_a_url_position_a_notifier_lost_are_given_up_whatever_the_others_have(
+    store: Storage,
+) -> None:
+    store.commit_poll(
+        _state(store),
+        [_new(1, outgoing=(("chat", 0), ("chat", 1), ("mail", 0), ("mail", 1), ("mail", 2)))],
+    )
+    # chat keeps one URL, mail all three: only chat's second row has nowhere to go
+    assert store.drop_unrouted({"chat": 1, "mail": 3}) == {"chat": 1}
+    assert store.outbox_stats().pending == 4
+
+
+def test_text_with_a_nul_character_is_stored_and_its_entry_known_again(store: Storage) -> None:
+    odd = replace(_entry(1), identity="guid\x00-1", title="Null\x00 title")
+    state = _state(store, etag='"e\x00"', last_error="HTTP 500: \x00")
+    assert len(store.commit_poll(state, [_new(1, entry=odd, outgoing=(("chat", 0),))])) == 1
+    assert store.seen(FEED, ["guid\x00-1"], []) == {"guid\x00-1"}
+    assert store.commit_poll(state, [_new(1, entry=odd)]) == []  # not new the second time
+    assert store.outbox_stats().pending == 1

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.string import StrDumper, StrDumperUnknown
 
 from monitor import decide
 from monitor.storage import shown_location as shown
@@ -235,6 +236,22 @@ _EARLIER = (
 _DELIVERY_COLUMNS = "id, notifier, target, message, attempts, created, priority, entry"
 
 
+def _nul_free(text: str) -> str:
+    """PostgreSQL's text can't hold NUL; SQLite's can. Feed text is untrusted: a NUL that
+    got this far (an ETag, an error message) must not make a poll fail forever."""
+    return text.replace("\x00", "\ufffd")
+
+
+class _NulFreeText(StrDumper):
+    def dump(self, obj: str) -> Any:
+        return super().dump(_nul_free(obj))
+
+
+class _NulFreeUnknown(StrDumperUnknown):
+    def dump(self, obj: str) -> Any:
+        return super().dump(_nul_free(obj))
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
@@ -325,6 +342,8 @@ class PostgresStorage:
 
     def _connect(self) -> psycopg.Connection[Any]:
         db: psycopg.Connection[Any] = psycopg.connect(self.url, autocommit=True)
+        db.adapters.register_dumper(str, _NulFreeText)  # in arrays
+        db.adapters.register_dumper(str, _NulFreeUnknown)  # the default for a str
         db.execute("SET TIME ZONE 'UTC'")
         if self.readonly:
             db.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -403,8 +422,8 @@ class PostgresStorage:
         with self._transaction(_LOCK_FEEDS) as db:
             carried = self._sync_feeds(db, refs)
             db.execute(
-                "UPDATE feeds SET active = (configured = ANY(%s)) WHERE active IS DISTINCT FROM"
-                " (configured IS NOT NULL AND configured = ANY(%s))",
+                "UPDATE feeds SET active = coalesce(configured = ANY(%s), FALSE)"
+                " WHERE active IS DISTINCT FROM coalesce(configured = ANY(%s), FALSE)",
                 (list(wanted), list(wanted)),
             )
         return carried
@@ -640,15 +659,13 @@ class PostgresStorage:
 
     def _write_state(self, db: psycopg.Connection[Any], s: FeedState) -> None:
         configured = s.configured or s.key
-        # A URL polled before and left for a permanent redirect's target is an earlier URL.
+        # One statement (atomic on its own): a URL polled before and left for a permanent
+        # redirect's target is an earlier URL (the CTE reads the row before the update).
         db.execute(
-            "INSERT INTO feed_urls (feed, url) SELECT key, url FROM feeds"
+            "WITH earlier AS (INSERT INTO feed_urls (feed, url) SELECT key, url FROM feeds"
             " WHERE key = %s AND url != %s AND url != configured AND configured = %s"
-            " ON CONFLICT DO NOTHING",
-            (s.key, s.url, configured),
-        )
-        db.execute(
-            "INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
+            " ON CONFLICT DO NOTHING)"
+            " INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
             " last_poll, last_status, last_error, error_count, next_due, gone, failed_hash,"
             " failed_error, failed_tries, failing_entries, entry_error, article_error,"
             " rate, rate_at, last_parsed, last_new)"
@@ -669,6 +686,9 @@ class PostgresStorage:
             # describes the old URL: its entries count, its state does not.
             " WHERE feeds.configured IS NOT DISTINCT FROM excluded.configured",
             (
+                s.key,
+                s.url,
+                configured,
                 s.key,
                 s.url,
                 configured,
@@ -699,6 +719,9 @@ class PostgresStorage:
     def save_feed_state(
         self, state: FeedState, notices: Sequence[tuple[str, int, Notice]] = ()
     ) -> None:
+        if not notices:  # the usual poll (304, unchanged, an error): one statement
+            self._write_state(self._db, state)
+            return
         with self._transaction() as db:
             self._write_state(db, state)
             self._notices(db, notices, state.last_poll or datetime.now(UTC))
@@ -724,13 +747,17 @@ class PostgresStorage:
     def seen(self, key: str, identities: Sequence[str], links: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for column, values in (("identity", identities), ("link", links)):
-            values = [v for v in values if v]
-            if values:
+            asked: dict[str, list[str]] = {}  # as stored -> as asked (see _nul_free)
+            for v in values:
+                if v:
+                    asked.setdefault(_nul_free(v), []).append(v)
+            if asked:
                 rows = self._execute(
                     f"SELECT {column} FROM entries WHERE feed = %s AND {column} = ANY(%s)",
-                    (key, values),
+                    (key, list(asked)),
                 )
-                found.update(r[0] for r in rows)
+                for (stored,) in rows:
+                    found.update(asked.get(stored, ()))
         return found
 
     @_retrying
@@ -752,36 +779,21 @@ class PostgresStorage:
                     "UPDATE entries SET last_listed = %s WHERE feed = %s AND identity = ANY(%s)",
                     (now, state.key, list(listed)),
                 )
+            # One statement for the entries, one batch each for their rows: a poll is a
+            # handful of round trips to the server, not a few per entry.
+            inserted = self._insert_entries(db, state.key, entries)
+            articles, found, outbox = [], [], []
             for new in entries:
-                e = new.entry
-                row = db.execute(
-                    "INSERT INTO entries (feed, identity, link, title, published,"
-                    " first_seen, last_listed) VALUES (%s,%s,%s,%s,%s,%s,%s)"
-                    " ON CONFLICT (feed, identity) DO NOTHING RETURNING id",
-                    (
-                        state.key,
-                        e.identity,
-                        e.link,
-                        e.title,
-                        e.published,
-                        new.first_seen,
-                        new.first_seen,
-                    ),
-                ).fetchone()
-                if row is None:  # another instance (or poll) recorded it first
+                entry_id = inserted.pop(_nul_free(new.entry.identity), None)
+                if entry_id is None:  # another instance (or poll) recorded it first
                     continue
-                entry_id = int(row[0])
                 ids.append(entry_id)
                 created = new.first_seen
                 if new.document is not None:
-                    db.execute(
-                        "INSERT INTO articles (entry, fields, stored) VALUES (%s,%s,%s)",
-                        (entry_id, json.dumps(dict(new.document), ensure_ascii=False), created),
-                    )
+                    fields = json.dumps(dict(new.document), ensure_ascii=False)
+                    articles.append((entry_id, fields, created))
                 if new.matches:
-                    db.execute(
-                        "INSERT INTO matches (entry, rules, terms, hits, snippet, created)"
-                        " VALUES (%s,%s,%s,%s,%s,%s)",
+                    found.append(
                         (
                             entry_id,
                             json.dumps([m.rule for m in new.matches]),
@@ -789,7 +801,7 @@ class PostgresStorage:
                             hits_json(new.matches),
                             snippet_json(new.snippet),
                             created,
-                        ),
+                        )
                     )
                 outgoing: Sequence[Outgoing] = new.outgoing
                 if new.story is not None:
@@ -797,25 +809,58 @@ class PostgresStorage:
                         db, entry_id, state.key, new, [m.rule for m in new.matches]
                     )
                     outgoing = without_rules(outgoing, copies)
-                self._many(
-                    db,
-                    "INSERT INTO outbox (entry, notifier, target, message,"
-                    " next_attempt, created, priority) VALUES (%s,%s,%s,%s,%s,%s,%s)"
-                    " ON CONFLICT DO NOTHING",
-                    [
-                        (
-                            entry_id,
-                            o.notifier,
-                            o.target,
-                            item_json(o.item),
-                            created,
-                            created,
-                            o.item.priority,
-                        )
-                        for o in outgoing
-                    ],
-                )
+                outbox += [
+                    (
+                        entry_id,
+                        o.notifier,
+                        o.target,
+                        item_json(o.item),
+                        created,
+                        created,
+                        o.item.priority,
+                    )
+                    for o in outgoing
+                ]
+            self._many(
+                db, "INSERT INTO articles (entry, fields, stored) VALUES (%s,%s,%s)", articles
+            )
+            self._many(
+                db,
+                "INSERT INTO matches (entry, rules, terms, hits, snippet, created)"
+                " VALUES (%s,%s,%s,%s,%s,%s)",
+                found,
+            )
+            self._many(
+                db,
+                "INSERT INTO outbox (entry, notifier, target, message,"
+                " next_attempt, created, priority) VALUES (%s,%s,%s,%s,%s,%s,%s)"
+                " ON CONFLICT DO NOTHING",
+                outbox,
+            )
         return ids
+
+    @staticmethod
+    def _insert_entries(
+        db: psycopg.Connection[Any], feed: str, entries: Sequence[NewEntry]
+    ) -> dict[str, int]:
+        """Insert the entries not recorded yet; returns identity (as stored) -> id of each."""
+        if not entries:
+            return {}
+        rows = db.execute(
+            "INSERT INTO entries (feed, identity, link, title, published, first_seen,"
+            " last_listed) SELECT %s, i, l, t, p, f, f FROM unnest(%s::text[], %s::text[],"
+            " %s::text[], %s::timestamptz[], %s::timestamptz[]) AS n(i, l, t, p, f)"
+            " ON CONFLICT (feed, identity) DO NOTHING RETURNING id, identity",
+            (
+                feed,
+                [n.entry.identity for n in entries],
+                [n.entry.link for n in entries],
+                [n.entry.title for n in entries],
+                [n.entry.published for n in entries],
+                [n.first_seen for n in entries],
+            ),
+        ).fetchall()
+        return {str(identity): int(i) for i, identity in rows}
 
     def _fold_story(
         self,
@@ -1107,10 +1152,12 @@ class PostgresStorage:
 
     def drop_unrouted(self, urls: Mapping[str, int]) -> dict[str, int]:
         dropped: dict[str, int] = {}
+        names = list(urls)
         rows = self._execute(
-            "SELECT id, notifier, target FROM outbox WHERE status = 'pending'"
-            " AND (NOT (notifier = ANY(%s)) OR target >= %s)",
-            (list(urls), max(urls.values(), default=0)),
+            "SELECT o.id, o.notifier, o.target FROM outbox o"
+            " LEFT JOIN unnest(%s::text[], %s::int[]) AS u(name, n) ON u.name = o.notifier"
+            " WHERE o.status = 'pending' AND (u.name IS NULL OR o.target >= u.n)",
+            (names, [urls[n] for n in names]),
         ).fetchall()
         for row_id, notifier, target in rows:
             count = urls.get(notifier)
