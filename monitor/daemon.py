@@ -166,7 +166,7 @@ class Daemon:
         if config.database_path() != old.database_path():
             log.warning(
                 "settings.database changed; the daemon keeps using %s until it restarts",
-                self.app.database,
+                shown_location(self.app.database),
             )
         log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
         sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
