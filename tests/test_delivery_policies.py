@@ -250,6 +250,40 @@ def test_a_digest_comes_once_grouped_by_rule_with_the_outlets_of_each_story(
         _close(app)
 
 
+def test_a_digest_is_sent_once_by_two_processes_sharing_the_store(world: World) -> None:
+    """Two processes (on PostgreSQL: two instances) at one digest's time: the first
+    sends it; an alert the second records just after is not a second digest of the
+    same firing, it waits for the next one."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = Clock(now)
+    due = now + timedelta(hours=1)
+    policy = f', digest: "daily {_hhmm(due)}"'
+    one, two = _app(world, clock, chat_policy=policy), _app(world, clock, chat_policy=policy)
+    try:
+        _deliver(one)  # the first looks: the next digest is the one at that time
+        _deliver(two)
+        _publish(world, "a", "DeepSeek eins")
+        _round(one)
+        assert world.chat.received == []  # held for the digest
+        clock.now = due + timedelta(seconds=30)
+        _deliver(one)
+        assert len(world.chat.received) == 1
+        _publish(world, "b", "DeepSeek zwei")
+        _round(two)  # recorded by the other process, at the same firing
+        _deliver(two)
+        _deliver(one)
+        assert len(world.chat.received) == 1, world.chat.received  # one digest, not two
+        assert world.chat.alerts() == ["[DeepSeek] DeepSeek eins"]
+        clock.now = due + timedelta(days=1, seconds=1)
+        _deliver(two)
+        _deliver(one)
+        assert len(world.chat.received) == 2
+        assert world.chat.alerts()[-1] == "[DeepSeek] DeepSeek zwei"
+    finally:
+        _run(one.close())
+        _close(two)
+
+
 def test_the_operator_hears_once_when_a_feed_fails_and_once_when_it_recovers(
     world: World,
 ) -> None:
