@@ -11,14 +11,21 @@ Needs MONITOR_TEST_POSTGRES (skipped without it, see conftest).
 
 from __future__ import annotations
 
+import asyncio
+import io
 import itertools
 import signal
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.storage import migrate
+from monitor.app import App
+from monitor.config import parse_config
+from monitor.storage import migrate, open_storage
+from monitor.storage.base import FeedRef, NewEntry, Outgoing
+from monitor.types import AlertItem, FeedEntry
 from tests.feeds import Item, rss
 from tests.servers import FeedServer, Webhook, running, wait_for
 from tests.test_daemon import Daemon
@@ -145,3 +152,39 @@ def test_three_instances_share_the_feeds_send_each_alert_once_and_take_over_a_ki
         sum(d.text().count(f"feed='Feed {i}' status=") for i in range(FEEDS)) for d in daemons
     ]
     assert sum(1 for n in polled if n) >= 2, polled
+
+
+def test_an_instance_on_another_host_that_stops_beating_loses_its_leases_and_claims(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Its pid says nothing here (another host): its heartbeat does."""
+    import psycopg  # an optional dependency: only when PostgreSQL tests run
+
+    migrate(postgres_url)
+    feed = "https://news.example/feed.xml"
+    config = parse_config(f"feeds: [{feed}]\n", tmp_path / "feeds.yaml", {})
+    app = App(config, db=postgres_url, console=io.StringIO())
+    elsewhere = open_storage(postgres_url)
+    owner = "elsewhere.example:4242:1"
+    try:
+        elsewhere.lock_for_daemon(owner)
+        elsewhere.ensure_feeds([FeedRef(feed)])
+        now = datetime.now(UTC)
+        later = now + timedelta(hours=1)
+        entry = FeedEntry("id-1", "id-1", "https://news.example/1", "DeepSeek", "", "")
+        item = AlertItem("News", "DeepSeek", "https://news.example/1", now, ("r",), ("deepseek",))
+        new = NewEntry(entry, now, outgoing=(Outgoing("console", 0, item),))
+        elsewhere.commit_poll(elsewhere.feed_state(feed), [new])
+        # it holds the feed (a poll in flight) and the alert (a send in flight)
+        assert len(elsewhere.claim_due_feeds(now, owner, later, 10)) == 1
+        assert len(elsewhere.claim_deliveries("console", 0, now, owner, later, 10)) == 1
+        assert app.release_dead() == 0  # alive: nothing to take over
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("UPDATE instances SET seen = now() - interval '1 minute'")
+        assert app.release_dead() == 2  # dead: its lease and its claim are free
+        assert [s.key for s in app.storage.claim_due_feeds(now, app.owner, later, 10)] == [feed]
+        (row,) = app.storage.claim_deliveries("console", 0, now, app.owner, later, 10)
+        assert row.payload == replace(item, entry=row.payload.entry)  # type: ignore[union-attr]
+    finally:
+        elsewhere.close()
+        asyncio.run(app.close())
