@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -188,3 +191,37 @@ def test_an_instance_on_another_host_that_stops_beating_loses_its_leases_and_cla
     finally:
         elsewhere.close()
         asyncio.run(app.close())
+
+
+def _cli(config: Path, *args: str, db: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "-c", str(config), "--db", db, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=config.parent,
+    )
+
+
+def test_db_migrate_creates_the_schema_an_instance_refuses_to_start_without(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: [https://news.example/feed.xml]\n")
+    refused = _cli(config, "run", db=postgres_url)
+    assert refused.returncode == 1
+    assert "has no rss-monitor schema yet; run `monitor db migrate`" in refused.stderr
+    status = _cli(config, "status", db=postgres_url)
+    assert status.returncode == 1 and "monitor db migrate" in status.stderr
+    created = _cli(config, "db", "migrate", db=postgres_url)
+    assert created.returncode == 0, created.stderr
+    assert "schema created to version" in created.stdout
+    again = _cli(config, "db", "migrate", db=postgres_url)
+    assert "is up to date" in again.stdout
+    status = _cli(config, "status", "--json", db=postgres_url)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert (report["running"], report["instances"]) == (False, [])
+    # SQLite migrates on every open: the command only says so
+    sqlite = _cli(config, "db", "migrate", db=str(tmp_path / "monitor.db"))
+    assert sqlite.returncode == 0 and "migrated automatically" in sqlite.stdout
