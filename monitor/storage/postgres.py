@@ -117,7 +117,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_parsed TIMESTAMPTZ,
         last_new TIMESTAMPTZ
     );
-    CREATE INDEX feeds_due ON feeds (active, paused, next_due);
+    CREATE INDEX feeds_due ON feeds ((coalesce(next_due, '-infinity'::timestamptz)))
+        WHERE active AND NOT paused;
     CREATE INDEX feeds_leased ON feeds (leased_by) WHERE leased_by IS NOT NULL;
     CREATE TABLE feed_urls (
         id BIGSERIAL PRIMARY KEY,
@@ -601,10 +602,12 @@ class PostgresStorage:
         # not waited for; it is never handed to two instances.
         rows = self._execute(
             f"WITH claimed AS (UPDATE feeds SET leased_by = %s, lease_until = %s WHERE key IN ("
+            # never polled (NULL) counts as due first; the expression is feeds_due's
             " SELECT key FROM feeds WHERE active AND NOT paused"
-            " AND (next_due IS NULL OR next_due <= %s)"
+            " AND coalesce(next_due, '-infinity'::timestamptz) <= %s"
             " AND (lease_until IS NULL OR lease_until <= %s)"
-            " ORDER BY next_due NULLS FIRST LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING key)"
+            " ORDER BY coalesce(next_due, '-infinity'::timestamptz)"
+            " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING key)"
             f" SELECT {_STATE_COLUMNS}{_EARLIER} FROM feeds f WHERE key IN"
             " (SELECT key FROM claimed)",
             (owner, until, now, now, limit),
