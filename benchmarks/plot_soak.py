@@ -19,7 +19,7 @@ def main(src: str, dst: str) -> None:
         d = json.load(f)
     s = d["samples"]
     t = [x["t"] / 60 for x in s]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     ax1.plot(t, [x["rss_mb"] for x in s], label="RSS, daemon + workers (sum)")
     ax1.plot(t, [x["pss_mb"] for x in s], label="PSS, daemon + workers (sum)")
     ax1.plot(t, [x["parent_rss_mb"] for x in s], label="RSS, daemon process")
@@ -38,8 +38,12 @@ def main(src: str, dst: str) -> None:
     )
     ax2.plot(t, [x["worst_late"] for x in s], color="C3", label="worst per 5 s")
     ax2.set_ylabel("poll lateness (s)")
-    ax2.set_xlabel("minutes")
     ax2.legend(loc="upper right", fontsize=8)
+    ax3.plot(t, [x.get("db_mb", 0.0) for x in s], color="C2", label="database on disk (file + WAL)")
+    ax3.set_ylabel("MB")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel("minutes")
+    ax3.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
 

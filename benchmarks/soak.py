@@ -2,6 +2,7 @@
 
     python benchmarks/soak.py [--feeds 10000] [--duration 600] [--interval 900]
                               [--change-share 0.05] [--no-extract]
+                              [--retention SECONDS] [--prune-every SECONDS]
 
 The farm (a child process) changes ``change-share`` of the feeds per
 interval at random times. The store is seeded as a daemon in steady state
@@ -10,9 +11,12 @@ polls spread over one interval. Then ``Daemon.run()`` runs for
 ``duration`` seconds. Polls are timed by wrapping ``app.poller.poll`` (the
 App API; no daemon code changes): lateness = poll start - the due time the
 previous poll (or the seed) set. Every 5 s it samples RSS/PSS (daemon +
-pool workers) and CPU. Writes benchmarks/out/soak.json and soak.png (plotted
-by matplotlib from benchmarks/.venv-peers); a run of 600 s or more also
-copies the plot to docs/soak.png.
+pool workers), CPU and the database's size on disk (file, WAL and shared
+memory). ``--retention`` and ``--prune-every`` shorten the retention and the
+prune period so that an hour shows whether the size levels off. Writes
+benchmarks/out/soak.json and soak.png (plotted by matplotlib from
+benchmarks/.venv-peers); a run of 600 s or more also copies the plot to
+docs/soak.png (docs/soak-N.png for N feeds other than 10,000).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import time
 from array import array
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,6 +100,7 @@ def seed(app: App, farm: Farm, interval: float, rng: random.Random) -> dict[str,
             etag=f'"{i}.0"',
             last_poll=now - timedelta(seconds=interval) + (next_due - now),
             last_status=200,
+            last_parsed=now - timedelta(seconds=interval) + (next_due - now),
             next_due=next_due,
         )
         entries = [
@@ -112,7 +118,18 @@ def seed(app: App, farm: Farm, interval: float, rng: random.Random) -> dict[str,
             for s in range(ITEMS)
         ]
         app.storage.commit_poll(state, entries)
+    # Seeding 100,000 feeds takes most of a minute: the due times count from its end,
+    # so no feed starts the soak overdue by the seeding's own duration.
+    shift = datetime.now(UTC) - now
+    due = {key: when + shift for key, when in due.items()}
+    app.storage.set_due(list(due.items()))
     return due
+
+
+def db_mb(db: Path) -> float:
+    """The database's size on disk: the file, its WAL and its shared memory."""
+    paths = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    return sum(p.stat().st_size for p in paths if p.exists()) / 1e6
 
 
 async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str, Any]:
@@ -120,6 +137,8 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
     config = make_config(
         farm.urls(), db, extract=not args.no_extract, interval=f"{int(args.interval)}s"
     )
+    if args.retention is not None:
+        config = replace(config, settings=replace(config.settings, retention=args.retention))
     pool = process_pool(config)
     app = App(config, db=str(db), executor=pool)
     t = time.perf_counter()
@@ -150,6 +169,8 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
     ticker = StallTicker()
     ticker.start()
     daemon = Daemon(app, {})
+    if args.prune_every is not None:
+        daemon.prune_every = args.prune_every
     task = asyncio.create_task(daemon.run())
     cpu0 = tree.cpu()
     cpu_prev = cpu0
@@ -174,6 +195,7 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
                     "polls": count,
                     "worst_late": max(window, default=0.0),
                     "stall": ticker.worst,
+                    "db_mb": db_mb(db),
                 }
             )
             ticker.reset()
@@ -181,7 +203,8 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
             print(
                 f"t={s['t']:6.0f}s rss {s['rss_mb']:6.1f} MB pss {s['pss_mb']:6.1f} MB"
                 f" cpu {s['cpu_share'] * 100:5.1f}% polls {s['polls']:4d}"
-                f" worst late {s['worst_late']:6.2f} s stall {s['stall'] * 1000:5.0f} ms",
+                f" worst late {s['worst_late']:6.2f} s stall {s['stall'] * 1000:5.0f} ms"
+                f" db {s['db_mb']:6.1f} MB",
                 flush=True,
             )
             cpu_prev, t_prev = cpu_now, now
@@ -210,6 +233,10 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
         "rss_last": samples[-1]["rss_mb"] if samples else None,
         "rss_max": max((s["rss_mb"] for s in samples), default=None),
         "pss_max": max((s["pss_mb"] for s in samples), default=None),
+        "retention": app.config.settings.retention,
+        "db_mb_first": samples[0]["db_mb"] if samples else None,
+        "db_mb_last": samples[-1]["db_mb"] if samples else None,
+        "db_mb_max": max((s["db_mb"] for s in samples), default=None),
         "worker_starts": pool.started,
         "farm": farm.stats(),
         "samples": samples,
@@ -225,6 +252,8 @@ def main() -> None:
     parser.add_argument("--change-share", type=float, default=0.05, help="per interval")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--no-extract", action="store_true")
+    parser.add_argument("--retention", type=float, help="settings.retention, seconds")
+    parser.add_argument("--prune-every", type=float, help="seconds between prunes")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     farm = Farm(args.feeds, change_share=args.change_share, change_interval=args.interval)
@@ -243,9 +272,12 @@ def main() -> None:
         )
         print(f"plot: {png}")
         if args.duration >= 600:
-            DOCS_PNG.parent.mkdir(exist_ok=True)
-            shutil.copyfile(png, DOCS_PNG)
-            print(f"copied to {DOCS_PNG}")
+            docs = (
+                DOCS_PNG if args.feeds == 10_000 else DOCS_PNG.with_name(f"soak-{args.feeds}.png")
+            )
+            docs.parent.mkdir(exist_ok=True)
+            shutil.copyfile(png, docs)
+            print(f"copied to {docs}")
     else:
         print(f"{PEERS} missing: no plot (make bench-soak builds it)")
 

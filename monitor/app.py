@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 from monitor import __version__, decide, notify
-from monitor.activity import Activity, Counted
+from monitor.activity import Activity
 from monitor.config import DEFAULT_WORKER_MEMORY, Config, FeedSpec
 from monitor.delivery import Deliverer, RetryPolicy, Target, Targets, owner_is_dead, process_owner
 from monitor.fetch import Fetcher, FetchPolicy
@@ -59,28 +59,19 @@ def _origins(urls: Iterable[str]) -> frozenset[str]:
     return frozenset(by_prefix.values())
 
 
-def build_targets(
-    config: Config, console: TextIO | None = None, activity: Activity | None = None
-) -> Targets:
-    """(notifier, URL position) -> its target; the console when none is configured.
-
-    With ``activity``, each target's sends are counted there.
-    """
+def build_targets(config: Config, console: TextIO | None = None) -> Targets:
+    """(notifier, URL position) -> its target; the console when none is configured."""
     targets: dict[tuple[str, int], Target] = {}
-
-    def counted(sender: notify.Sender) -> notify.Sender:
-        return Counted(sender, activity) if activity is not None else sender
-
     for n in config.notifiers:
         for position, url in enumerate(n.urls):
             targets[(n.name, position)] = Target(
                 notify.mask(url, config.secrets),
-                counted(notify.AppriseSender(url, config.secrets)),
+                notify.AppriseSender(url, config.secrets),
                 n,
             )
     if not config.notifiers:
         sender = notify.ConsoleSender(console) if console else notify.ConsoleSender()
-        targets[(notify.CONSOLE, 0)] = Target("console", counted(sender))
+        targets[(notify.CONSOLE, 0)] = Target("console", sender)
     return targets
 
 
@@ -146,8 +137,11 @@ class App:
         self.executor = executor
         self.context = Context(config, Fetcher(fetch_policy(config)))
         self._retired: list[Fetcher] = []
-        self.activity = Activity()  # what the daemon did lately (its summary a minute)
-        self.targets = build_targets(config, console, self.activity)
+        # what the daemon did: its summary a minute, and the metrics when they are on
+        self.activity = Activity()
+        if isinstance(executor, WorkerPool):  # its workers lost or recycled count as restarts
+            executor.on_restart = self.activity.worker_restarted
+        self.targets = build_targets(config, console)
         self.rng = rng or random.Random()
         self.poller = Poller(
             context=lambda: self.context,
@@ -167,6 +161,7 @@ class App:
             db=self.db_threads,
             admin=self.admin,
             owner=self.owner,
+            activity=self.activity,
         )
 
     def admin(self) -> tuple[str, int] | None:
@@ -208,7 +203,7 @@ class App:
         """The part of ``reload`` after the store knows the config's feeds (the daemon runs
         ``know_feeds`` in a store thread first, so the event loop never waits for SQLite)."""
         # may raise: nothing changes then
-        targets = build_targets(config, self._console, self.activity)
+        targets = build_targets(config, self._console)
         fetcher = self.context.fetcher
         policy = fetch_policy(config)
         if policy != fetcher.policy:
@@ -251,9 +246,7 @@ class App:
             await self._db(self.storage.release_feeds, [state.key], self.owner)
             return
         if outcome.status is not None or outcome.error is not None:  # not skipped (paused)
-            self.activity.poll(
-                new=outcome.new, matched=len(outcome.alerts), failed=outcome.error is not None
-            )
+            self.activity.polled(outcome)
         if outcome.alerts:
             self.deliverer.wake()
 

@@ -207,6 +207,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import run_daemon
+    from monitor.health import MetricsError
 
     config = _load(args.config)
     database = _database(args, config.settings.database)
@@ -214,6 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(run_daemon(config, os.environ, database.location, redactor=_REDACTOR))
     except StorageError as exc:  # e.g. a database left next to a config in read-only /etc
         raise StorageError(f"{exc}\n  (that path is {database.source})") from None
+    except MetricsError as exc:  # settings.metrics: the port is taken, no such address
+        print(f"monitor: {exc}", file=sys.stderr)
+        return EXIT_FAIL
 
 
 async def _poll(args: argparse.Namespace, config: Config) -> int:

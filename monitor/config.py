@@ -12,6 +12,7 @@ prints or logs can mask it (see ``redact``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -84,6 +85,55 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class Listen:
+    """An address to listen on: ``settings.metrics``. ``host`` "" is every interface."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def parse_listen(text: str) -> Listen:
+    """``host:port`` as Prometheus exporters take it: ``127.0.0.1:9464``,
+    ``[::1]:9464``, ``localhost:9464``, or ``:9464`` for every interface (IPv4 and
+    IPv6). Port 0 picks a free port. ValueError, fit for a config error, otherwise."""
+    value = text.strip()
+    hint = "write host:port, e.g. 127.0.0.1:9464 (or :9464 for every interface)"
+    if "/" in value:
+        raise ValueError(f"{value!r} is not an address; {hint}, no scheme or path")
+    if value.startswith("["):
+        end = value.find("]")
+        host, rest = value[1:end], value[end + 1 :]
+        if end < 0 or not rest.startswith(":"):
+            raise ValueError(f"{value!r} is not [IPv6 address]:port; {hint}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        port = rest[1:]
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep:
+            raise ValueError(f"{value!r} has no port; {hint}")
+        if ":" in host:
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an address; {hint}") from None
+            raise ValueError(f"put an IPv6 address in brackets: [{host}]:{port}")
+        if host and not _HOST_NAME.match(host):
+            raise ValueError(f"{host!r} is not an IP address or host name")
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{port!r} is not a port (0-65535); {hint}")
+    return Listen(host, int(port))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The ``settings:`` block; every key optional."""
 
@@ -110,6 +160,7 @@ class Settings:
     respect_ttl: bool = True  # a feed's ttl / Cache-Control max-age may lengthen its interval
     log_level: str = "info"  # of the daemon's own loggers (monitor.*)
     log_format: str = "auto"  # auto: text on a terminal, else one JSON object per line
+    metrics: Listen | None = None  # where `monitor run` serves /metrics and /healthz; None: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,8 +629,8 @@ class Key:
     ``string``, ``boolean``, ``integer``, ``duration``, ``size``, ``choice``
     (one of ``choices``), ``strings`` (a string or a list of strings),
     ``feed_url``, ``urls`` (an apprise URL or a list of them), ``quiet_hours``,
-    ``fields`` (a list of rule fields). ``default`` and ``example`` are written as
-    in feeds.yaml. ``minimum`` is in the value's unit (seconds, bytes).
+    ``fields`` (a list of rule fields), ``listen`` (host:port). ``default`` and
+    ``example`` are written as in feeds.yaml. ``minimum`` is in the value's unit (seconds, bytes).
     """
 
     name: str
@@ -702,6 +753,15 @@ SETTINGS: tuple[Key, ...] = (
         "json",
         choices=LOG_FORMATS,
     ),
+    Key(
+        "metrics",
+        "listen",
+        "serve Prometheus metrics (/metrics) and a health check (/healthz) here while"
+        " `monitor run` runs: host:port, [IPv6]:port, or :port for every interface;"
+        " default: off",
+        None,
+        "127.0.0.1:9464",
+    ),
 )
 NOTIFIER_KEYS: tuple[Key, ...] = (
     Key("url", "urls", "an apprise URL, or a list of them (each delivered on its own)"),
@@ -806,6 +866,14 @@ def _settings(ld: _Loader, node: Node) -> Settings:
                     f"{format_size(MIN_WORKER_MEMORY)}",
                 )
                 value = None
+        elif spec.kind == "listen":
+            text = ld.string(v, what)
+            value = None
+            if text is not None:
+                try:
+                    value = parse_listen(text)
+                except ValueError as exc:
+                    ld.error(v, f"{what}: {exc}")
         elif key == "interval":
             value = ld.interval(v, "settings.interval")
         else:
@@ -1147,4 +1215,8 @@ def summary(
             )
     else:
         lines.append("  notifiers: none (alerts are printed to the console)")
+    if s.metrics is not None:
+        where = "every interface" if not s.metrics.host else s.metrics.host
+        port = "a free port (logged)" if not s.metrics.port else f"port {s.metrics.port}"
+        lines.append(f"  metrics: /metrics and /healthz on {where}, {port} (monitor run)")
     return "\n".join(lines)

@@ -11,7 +11,10 @@ shown by ``monitor status``, and the last good config keeps running. Each
 reload adds the new config's secrets to the log's redactor. ``monitor feeds
 pause`` and ``resume``, ``monitor poll --feed`` and ``monitor outbox retry`` write
 the store, where the daemon finds them within seconds, so it needs no signal
-(and the command no permission to send one).
+(and the command no permission to send one). With ``settings.metrics`` the daemon
+serves /metrics and /healthz from a thread (``metrics.py``): a task beats a heartbeat
+every second, each scheduler tick marks another, and /healthz judges them
+(``health.py``); a reload moves, starts or stops that server.
 """
 
 from __future__ import annotations
@@ -24,15 +27,22 @@ import signal
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from monitor import activity, logs
+from monitor import __version__, activity, logs
 from monitor.app import App, know_feeds, process_pool
-from monitor.config import Config, ConfigError, format_duration, load_config
+from monitor.config import Config, ConfigError, Listen, format_duration, load_config
+from monitor.health import BEAT_EVERY, Heartbeat, MetricsError
+from monitor.pool import WorkerPool
 from monitor.redact import Redactor
-from monitor.scheduler import FeedScheduler
+from monitor.scheduler import TICK, FeedScheduler
 from monitor.sdnotify import sd_notify, watchdog_interval
 from monitor.storage import shown_location
 from monitor.types import Notice
+
+if TYPE_CHECKING:  # prometheus_client is imported only when settings.metrics is set
+    from monitor.metrics import Metrics, MetricsServer
+    from monitor.storage.base import FeedCounts, OutboxStats
 
 log = logging.getLogger("monitor.daemon")
 
@@ -43,8 +53,10 @@ RETENTION_CHECK = 3600.0  # seconds between prunes of stored article text
 PRUNE_RETRY = 60.0  # seconds until a failed prune is tried again
 PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held for long
 PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
+PRUNE_YIELD = 3.0  # and at least three times a batch's own time
 SUMMARY_EVERY = 60.0  # seconds between the INFO summaries (per-poll lines are at DEBUG)
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats on a shared store (PostgreSQL)
+METRICS_REFRESH = 15.0  # seconds between reads of the store's gauges (settings.metrics)
 
 Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
 
@@ -81,12 +93,17 @@ class Daemon:
         self.redactor.add(app.config.secrets)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
+        self.health = Heartbeat(tick_every=TICK)
         self.scheduler = FeedScheduler(
             claim=app.claim_due,
             poll=app.poll_claimed,
             renew=app.renew,
             limit=lambda: self.app.config.settings.concurrency,
+            on_tick=self.health.ticked,
         )
+        self.metrics: Metrics | None = None
+        self.server: MetricsServer | None = None
+        self.metrics_every = METRICS_REFRESH
         self._watched = _watched(app.config)
         self._fingerprint = fingerprint(self._watched)
         self.prune_every = RETENTION_CHECK
@@ -105,6 +122,84 @@ class Daemon:
             return
         if changed:
             log.info("%d feeds are due at new times (first polls, or overdue ones spread)", changed)
+
+    # -- metrics and health (settings.metrics) --
+
+    def _serve_metrics(self, listen: Listen | None) -> MetricsServer | None:
+        """Serve the metrics at ``listen`` (None: not at all); returns the server of an
+        earlier address, for the caller to close (closing waits up to half a second).
+        MetricsError when the new address can't be bound: the server running before (if
+        any) goes on."""
+        if listen == (self.server.listen if self.server is not None else None):
+            return None
+        new = None
+        if listen is not None:
+            from monitor.metrics import Metrics, MetricsServer
+
+            metrics = self.metrics or Metrics(__version__, self.health)
+            metrics.know(self.app.config, (name for name, _ in self.app.targets))
+            new = MetricsServer(metrics, self.health, listen)  # may raise MetricsError
+            if self.metrics is None:
+                self.metrics = metrics
+                self.app.activity.attach(metrics)
+            log.info("metrics on %s/metrics, health check on %s/healthz", new.url, new.url)
+        old, self.server = self.server, new
+        if listen is None and self.metrics is not None:
+            self.app.activity.detach(self.metrics)
+            self.metrics = None
+            log.info("metrics off (settings.metrics removed)")
+        return old
+
+    async def _reload_metrics(self, config: Config) -> None:
+        """A reload moves the metrics server to a new ``settings.metrics`` (or stops or
+        starts it); when the new address can't be bound, the old server goes on."""
+        try:
+            old = self._serve_metrics(config.settings.metrics)
+            if old is not None:
+                await asyncio.to_thread(old.close)
+        except MetricsError as exc:
+            where = f"still on {self.server.url}" if self.server else "metrics stay off"
+            log.error("%s; %s", exc, where)
+        if self.metrics is not None:
+            self.metrics.know(config, (name for name, _ in self.app.targets))
+
+    async def _beat(self) -> None:
+        """The event loop's heartbeat, for /healthz (read by the server's thread)."""
+        while not self.stop.is_set():
+            self.health.beat()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), BEAT_EVERY)
+
+    def _read_store(self) -> tuple[OutboxStats, FeedCounts]:
+        from monitor.metrics import OVERDUE
+
+        now = datetime.now(UTC)
+        late = now - timedelta(seconds=OVERDUE)
+        return self.app.storage.outbox_stats(), self.app.storage.feed_counts(now, late)
+
+    async def _refresh_metrics(self) -> None:
+        """Read the store's gauges every ``metrics_every`` seconds, in a store thread:
+        a scrape reads the last snapshot and never waits for the store or the loop."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            metrics = self.metrics
+            if metrics is not None:
+                from monitor.metrics import StoreSnapshot
+                from monitor.storage.base import NotifierOutbox
+
+                try:
+                    outbox, feeds = await loop.run_in_executor(
+                        self.app.db_threads, self._read_store
+                    )
+                    per = {name: NotifierOutbox() for name, _ in self.app.targets}
+                    per.update(outbox.notifiers)
+                    pool = self.app.executor
+                    workers = len(pool.pids()) if isinstance(pool, WorkerPool) else None
+                    metrics.set_store(StoreSnapshot(per, feeds, workers))
+                except Exception as exc:  # the store is busy or broken: the next time
+                    log.warning("reading the store for the metrics failed: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.metrics_every)
 
     async def _watch_outbox(self) -> None:
         """Apply ``monitor outbox retry`` (written to the store) within seconds: the
@@ -152,12 +247,16 @@ class Daemon:
                 )
             )
             sd_notify("STATUS=config reload failed; running the last good config")
+            self.app.activity.reloaded(False)
             return
         except Exception as exc:
             log.error("config reload failed, keeping the last good config: %s", exc)
             self.app.storage.set_meta("config_error", self.redactor.redact(str(exc)))
+            self.app.activity.reloaded(False)
             return
         self.app.storage.set_meta("config_error", None)
+        await self._reload_metrics(config)
+        self.app.activity.reloaded(True)
         logs.apply(config.settings)
         for warning in config.warnings:
             log.warning("%s", warning)
@@ -253,13 +352,17 @@ class Daemon:
                     (self.app.storage.prune_history, cutoff),
                 ):
                     while not self.stop.is_set():
+                        started = loop.time()
                         n = await loop.run_in_executor(
                             self.app.db_threads, prune, before, PRUNE_BATCH
                         )
                         dropped += n if prune == self.app.storage.prune else 0
                         if n < PRUNE_BATCH:
                             break
-                        await asyncio.sleep(PRUNE_PAUSE)
+                        # a backlog (the first month's entries all at once, a shorter
+                        # retention) takes a quarter of the store's time at most
+                        took = loop.time() - started
+                        await asyncio.sleep(max(PRUNE_PAUSE, PRUNE_YIELD * took))
             except Exception as exc:
                 log.error(
                     "pruning stored article text failed, trying again in %g s: %s",
@@ -327,6 +430,16 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        # First: a metrics address that can't be bound stops the start (MetricsError).
+        self._serve_metrics(self.app.config.settings.metrics)
+        try:
+            return await self._run(loop)
+        finally:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> int:
         store = self.app.storage
         store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
         store.set_meta("config_error", None)
@@ -340,6 +453,8 @@ class Daemon:
             asyncio.create_task(self._housekeeping()),
             asyncio.create_task(self._watch_outbox()),
             asyncio.create_task(self._summarize()),
+            asyncio.create_task(self._beat()),
+            asyncio.create_task(self._refresh_metrics()),
         ]
         if store.shared:
             tasks.append(asyncio.create_task(self._heartbeat()))
@@ -372,6 +487,7 @@ class Daemon:
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
         sd_notify("STOPPING=1")
+        self.health.stopping()  # /healthz: 503 "stopping" until the server closes
         log.info("stopping: %d polls in flight", self.scheduler.busy)
         self.app.poller.stop()
         loop = asyncio.get_running_loop()
@@ -414,4 +530,8 @@ async def run_daemon(
     except Exception:
         await app.close()
         raise
-    return await Daemon(app, env, redactor).run()
+    try:
+        return await Daemon(app, env, redactor).run()
+    except MetricsError:  # settings.metrics can't be bound: nothing started yet
+        await app.close()
+        raise

@@ -30,6 +30,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from functools import partial
 from typing import Any, TypeVar
 
+from monitor.activity import Sink
 from monitor.config import NotifierSpec
 from monitor.notify import Sender
 from monitor.render import (
@@ -182,8 +183,10 @@ class Deliverer:
         idle_check: float = IDLE_CHECK,
         max_threads: int = 16,
         admin: Callable[[], tuple[str, int] | None] = lambda: None,
+        activity: Sink | None = None,
     ) -> None:
         self._storage = storage
+        self._activity = activity  # hears of every message sent or failed, every row given up
         self._targets = targets
         self._admin = admin  # the operator's notifier and its number of URLs
         self._clock = clock
@@ -243,10 +246,11 @@ class Deliverer:
                     await self._store(self._storage.delivered, ids, at)
                 else:
                     failures = [(d.id, self._retry.next_attempt(d, at)) for d in rows]
-                    notices = self._given_up(
-                        [d for d, (_i, nxt) in zip(rows, failures, strict=True) if not nxt], error
-                    )
+                    given_up = [d for d, (_i, nxt) in zip(rows, failures, strict=True) if not nxt]
+                    notices = self._given_up(given_up, error)
                     await self._store(self._storage.delivery_failed, failures, error, at, notices)
+                    if given_up and self._activity is not None:
+                        self._activity.given_up(key[0], len(given_up))
             except Exception as exc:
                 state.record_failures += 1
                 if state.record_failures == 1:
@@ -318,6 +322,8 @@ class Deliverer:
             state.sending = False
         now = self._clock()
         state.last_send = now
+        if self._activity is not None:
+            self._activity.sent(key[0], len(rows), items, error, now)
         state.unrecorded.append((list(rows), error, now))
         await self._record(key, state)
         if error is None:

@@ -58,6 +58,10 @@ class PollOutcome:
     new: int
     alerts: tuple[update.Alert, ...]
     next_due: datetime | None
+    # for the metrics: ok, not_modified (304), unchanged (the same bytes), error
+    outcome: str = "ok"
+    error_kind: str = ""  # of an error: a fetch error kind (see fetch.py), or parse
+    seconds: float = 0.0  # how long the poll took
 
 
 class Stopped(Exception):
@@ -168,12 +172,15 @@ class Poller:
             state.url, etag=state.etag, last_modified=state.last_modified
         )
         now = self._clock()
+        outcome, error_kind = "ok", ""
         if not result.ok:
             intents = update.failed(state, result, now, policy, self._rng)
+            outcome, error_kind = "error", result.error_kind or "other"
         else:
             body_hash, poisoned = update.needs_parse(state, result)
             if body_hash is None:
                 intents = update.unchanged(state, result, now, policy, self._rng)
+                outcome = "not_modified" if result.not_modified else "unchanged"
             elif poisoned is not None:
                 # The very bytes that failed before (or kept killing workers): not parsed
                 # again. The poll fails as it did, counted and backed off, until they change.
@@ -189,12 +196,22 @@ class Poller:
                 )
             else:
                 intents = await self._parsed(ctx, feed, policy, state, result, body_hash, now)
+            if intents.error and not intents.commits_entries:  # the document failed
+                outcome, error_kind = "error", "parse"
         if not dry_run:
             await self._apply(intents)
         self._log(feed, intents, result, started)
         s = intents.state
         return PollOutcome(
-            intents.label, result.status, intents.error, intents.new, intents.alerts, s.next_due
+            intents.label,
+            result.status,
+            intents.error,
+            intents.new,
+            intents.alerts,
+            s.next_due,
+            outcome,
+            error_kind,
+            time.monotonic() - started,
         )
 
     async def _parsed(

@@ -406,6 +406,9 @@ class WorkerPool(Executor):
         self._pending: deque[_Call] = deque()
         self._shutdown = False
         self.started = 0  # worker processes started so far (for tests and benchmarks)
+        # told (in a pool thread) of each worker lost in a call or to it ("crashed") and each
+        # replaced because its memory grew ("recycled"): the metrics' worker restarts
+        self.on_restart: Callable[[str], None] | None = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         call = _Call(Future(), fn, args, kwargs)
@@ -529,6 +532,11 @@ class WorkerPool(Executor):
             if not woken:
                 self._drop(slot)  # idle: give its memory back
 
+    def _restarted(self, reason: str) -> None:
+        if self.on_restart is not None:
+            with contextlib.suppress(Exception):  # counting must never fail a call
+                self.on_restart(reason)
+
     def _drop(self, slot: _Slot) -> None:
         if slot.process is not None:
             slot.process.close()
@@ -558,6 +566,7 @@ class WorkerPool(Executor):
                     raise WorkerError(
                         "its worker exited at start (see its error in the log)", crashed=True
                     ) from None
+                self._restarted("crashed")  # it died while idle
                 may_retry = False
             except WorkerError:
                 slot.process = None  # dead and reaped
@@ -576,6 +585,8 @@ class WorkerPool(Executor):
         try:
             ok, value, remote, stops = self._exchange(slot, payload)
         except WorkerError as exc:
+            if exc.crashed:
+                self._restarted("crashed")
             error = WorkerError(f"{name}: {exc}", crashed=exc.crashed)
             return partial(future.set_exception, error)
         except Exception as exc:  # e.g. no worker could be started
@@ -585,6 +596,7 @@ class WorkerPool(Executor):
             return partial(future.set_exception, WorkerError(f"{name}: {exc!r}"))
         if stops:  # its memory grew past recycle_rss: the next call starts a fresh one
             self._drop(slot)
+            self._restarted("recycled")
         if ok:
             return partial(future.set_result, value)
         error = WorkerError(f"{name}: {value}")

@@ -54,8 +54,10 @@ class FeedScheduler:
         renew: RenewFn,
         limit: Callable[[], int],
         tick: float = TICK,
+        on_tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._claim_fn = claim
+        self._on_tick = on_tick  # the health check's heartbeat: ticks happen
         self._poll = poll
         self._renew = renew
         self._limit = limit
@@ -92,6 +94,7 @@ class FeedScheduler:
         """Claim what is due (as many as there are free slots) and start those polls."""
         if self._stopping or self._claiming.locked():
             return
+        self._on_tick()  # here: a claim that hangs (a stuck store) stops the heartbeat
         async with self._claiming:
             loop = asyncio.get_running_loop()
             if self._tasks and loop.time() - self._renewed >= RENEW_EVERY:

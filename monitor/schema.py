@@ -43,6 +43,7 @@ CHECK_ONLY = (
     "minimums of durations and sizes written as strings (interval: 500ms)",
     "unknown time zones, impossible digest schedules, quiet_hours that start and end together",
     "Jinja2 templates that don't compile",
+    "a settings.metrics host that is not an IP address or host name",
 )
 
 # ECMA 262 regexes (no inline flags): units in either case.
@@ -55,6 +56,8 @@ QUIET_PATTERN = rf"^\s*{_HOUR}\s*-\s*{_HOUR}\s*$"
 SUBSTITUTION = r"\$\{"  # ${NAME} or ${file:NAME}: known only when loaded
 FEED_URL_PATTERN = rf"^[hH][tT][tT][pP][sS]?://[^/\s]+|{SUBSTITUTION}"
 APPRISE_URL_PATTERN = rf"://|{SUBSTITUTION}"
+_PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+LISTEN_PATTERN = rf"^\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):{_PORT}\s*$"
 
 
 def _number(value: float) -> float | int:
@@ -122,6 +125,9 @@ def value_schema(key: Key) -> dict[str, Any]:
         schema = {"type": "string", "pattern": FEED_URL_PATTERN}
     elif key.kind == "quiet_hours":
         schema = {"type": "string", "pattern": _substituted(QUIET_PATTERN)}
+    elif key.kind == "listen":
+        schema = {"type": "string", "pattern": _substituted(LISTEN_PATTERN)}
+        hint = "e.g. 127.0.0.1:9464, [::1]:9464, or :9464 for every interface"
     elif key.kind == "fields":
         field = {"enum": list(FIELDS)}
         schema = {"anyOf": [field, {"type": "array", "items": field, "minItems": 1}]}

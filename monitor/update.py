@@ -120,6 +120,30 @@ def interval_in_force(policy: Policy, state: FeedState) -> tuple[float, str]:
 # -- the three ends of a poll ---------------------------------------------------------
 
 
+def _next_due(
+    policy: Policy,
+    state: FeedState,
+    now: datetime,
+    result: FetchResult,
+    doc: ParsedFeed | None,
+    rng: random.Random,
+    *,
+    errors: int = 0,
+) -> datetime:
+    """The next poll: the interval in force for this state, then the feed's hints
+    (success) or the backoff (``errors`` failed polls in a row), and Retry-After."""
+    interval, _why = interval_in_force(policy, state)
+    return decide.next_due(
+        now=now,
+        interval=interval,
+        error_count=errors,
+        result=result,
+        parsed=doc,
+        rng=rng,
+        respect_hints=policy.respect_ttl,
+    )
+
+
 def label(policy: Policy, state: FeedState, parsed: ParsedFeed | None = None) -> str:
     """The feed's name in logs and alerts: configured, else its own title, else its URL."""
     return (
@@ -193,10 +217,7 @@ def failed(
     if gone:
         due = decide.probe_due(now, rng)
     else:
-        interval, _why = interval_in_force(policy, state)
-        due = decide.next_due(
-            now=now, interval=interval, error_count=count, result=result, parsed=None, rng=rng
-        )
+        due = _next_due(policy, state, now, result, None, rng, errors=count)
     state = replace(
         state,
         last_poll=now,
@@ -224,16 +245,7 @@ def unchanged(
     if result.not_modified and not (etag or last_modified):
         etag, last_modified = state.etag, state.last_modified
     state = _with_rate(state, (), now)
-    interval, _why = interval_in_force(policy, state)
-    due = decide.next_due(
-        now=now,
-        interval=interval,
-        error_count=0,
-        result=result,
-        parsed=None,
-        rng=rng,
-        respect_hints=policy.respect_ttl,
-    )
+    due = _next_due(policy, state, now, result, None, rng)
     name = label(policy, state)
     notices = _notices(policy, name, state.error_count, 0, None)
     state = replace(
@@ -371,16 +383,7 @@ def parsed(
     state = _with_rate(state, [e.published or now for e in recorded], now)
     if recorded:
         state = replace(state, last_new=now)
-    interval, _why = interval_in_force(policy, state)
-    due = decide.next_due(
-        now=now,
-        interval=interval,
-        error_count=0,
-        result=result,
-        parsed=doc,
-        rng=rng,
-        respect_hints=policy.respect_ttl,
-    )
+    due = _next_due(policy, state, now, result, doc, rng)
     state = replace(state, next_due=due)
     new_ids = {e.identity for e in got.new}
     listed = tuple(e.identity for e in got.entries if e.identity not in new_ids)

@@ -153,7 +153,8 @@ PROBLEM_TABLE: list[tuple[str, str, list[str]]] = [
             "min_interval, max_interval, timeout, max_age, extract, allow_private_addresses, "
             "retention, concurrency, "
             "per_host, user_agent, max_bytes, retry_delay, host_spacing, workers, story_window, "
-            "admin_notify, admin_failures, worker_memory, respect_ttl, log_level, log_format)"
+            "admin_notify, admin_failures, worker_memory, respect_ttl, log_level, log_format,"
+            " metrics)"
         ],
     ),
     (

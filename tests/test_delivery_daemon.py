@@ -319,10 +319,9 @@ def test_two_processes_delivering_one_outbox_send_each_row_once(
             subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
             for _ in range(2)
         ]
-        for p in procs:
-            assert p.wait(60) == 0, p.stderr.read() if p.stderr else ""
-            if p.stderr:
-                p.stderr.close()
+        results = [p.communicate(timeout=60) for p in procs]
+        for p, (_, err) in zip(procs, results, strict=True):
+            assert p.returncode == 0, err
         out = _monitor(config, "status", "--json").stdout
     assert '"sent": 8' in out
     assert sorted(_titles(chat)) == sorted(f"[DeepSeek] DeepSeek Meldung {i}" for i in range(8))

@@ -9,15 +9,17 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from monitor import logs
-from monitor.activity import Activity, Counted, summary
+from monitor.activity import Activity, summary
 from monitor.config import Settings
 from monitor.notify import failure_text
+from monitor.pipeline import PollOutcome
 from monitor.redact import RedactingFilter, Redactor
-from monitor.render import Format, Rendered
+from monitor.update import Alert
 
 SECRET = "tok-7f3a9c2e1b"
 UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
@@ -154,25 +156,11 @@ def test_a_wrong_environment_level_is_reported_and_ignored() -> None:
 
 def test_activity_counts_polls_and_sends_and_starts_again_when_taken() -> None:
     activity = Activity()
-
-    class Sender:
-        format = Format.TEXT
-        max_body = None
-        min_interval = 0.0
-
-        def __init__(self) -> None:
-            self.fail = False
-
-        def send(self, message: Rendered, items: object = ()) -> str | None:
-            return "down" if self.fail else None
-
-    inner = Sender()
-    sender = Counted(inner, activity)
-    activity.poll(new=3, matched=1, failed=False)
-    activity.poll(new=0, matched=0, failed=True)
-    sender.send(Rendered("t", "b", Format.TEXT))
-    inner.fail = True
-    sender.send(Rendered("t", "b", Format.TEXT))
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    activity.polled(PollOutcome("f", 200, None, 3, (_alert(),), None))
+    activity.polled(PollOutcome("f", None, "timeout", 0, (), None, "error", "timeout"))
+    activity.sent("chat", 2, (), None, at)  # one message of two alerts counts once
+    activity.sent("chat", 1, (), "down", at)
     counts = activity.take()
     assert counts == {
         "polls": 2,
@@ -187,7 +175,10 @@ def test_activity_counts_polls_and_sends_and_starts_again_when_taken() -> None:
         "1 messages sent, 1 sends failed"
     )
     assert summary(activity.take()) is None  # nothing since: no line
-    assert sender.format is Format.TEXT and sender.min_interval == 0.0
+
+
+def _alert() -> Alert:
+    return Alert("f", "DeepSeek", "https://x.example/1", None, ("DeepSeek",), ("DeepSeek",))
 
 
 # --------------------------------------------------------------------------

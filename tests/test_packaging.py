@@ -110,13 +110,17 @@ def test_the_wheel_installed_in_a_fresh_venv_gives_a_working_monitor(
     assert "pip install 'rss-monitor[postgresql]'" in pg.stderr, pg.stderr
 
 
-@pytest.mark.skipif(shutil.which("pipx") is None, reason="pipx is not installed here")
+# pipx comes with the test tools (pyproject's `test` extra), next to this Python.
+PIPX = shutil.which("pipx", path=str(Path(sys.executable).parent)) or shutil.which("pipx")
+
+
+@pytest.mark.skipif(PIPX is None, reason="pipx is not installed here (make test installs it)")
 def test_pipx_install_from_the_checkout_gives_a_working_monitor(
     source: Path, tmp_path: Path
 ) -> None:
     env_home = tmp_path / "pipx"
     env = {"PIPX_HOME": str(env_home), "PIPX_BIN_DIR": str(env_home / "bin")}
-    pipx = shutil.which("pipx")
+    pipx = PIPX
     assert pipx is not None
     done = subprocess.run(
         [pipx, "install", str(source)],

@@ -96,6 +96,8 @@ def test_an_argument_that_cannot_be_sent_fails_that_call_only(pool: WorkerPool) 
 
 
 def test_a_killed_worker_fails_its_call_and_the_next_call_gets_a_new_one(pool: WorkerPool) -> None:
+    restarts: list[str] = []
+    pool.on_restart = restarts.append  # the metrics' worker restarts
     pid = pool.submit(os.getpid).result(30)
     with pytest.raises(WorkerError, match="killed by SIGKILL"):
         pool.submit(os.kill, pid, signal.SIGKILL).result(30)
@@ -103,15 +105,19 @@ def test_a_killed_worker_fails_its_call_and_the_next_call_gets_a_new_one(pool: W
     again = pool.submit(os.getpid).result(30)
     assert again != pid
     assert pool.started == 2
+    assert restarts == ["crashed"]
 
 
 def test_a_worker_killed_while_idle_costs_no_call(pool: WorkerPool) -> None:
+    restarts: list[str] = []
+    pool.on_restart = restarts.append
     pid = pool.submit(os.getpid).result(30)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pool.submit(pow, 3, 3).result(30) == 27
+    assert restarts == ["crashed"]
 
 
 def test_a_call_past_its_deadline_stops_its_worker_also_under_a_memory_ceiling() -> None:
@@ -128,11 +134,14 @@ def test_a_call_past_its_deadline_stops_its_worker_also_under_a_memory_ceiling()
 
 def test_a_worker_whose_memory_grew_past_recycle_rss_is_replaced_after_its_call() -> None:
     pool = WorkerPool(1, recycle_rss=1 * MB)  # every worker is over 1 MB
+    restarts: list[str] = []
+    pool.on_restart = restarts.append
     try:
         first = pool.submit(os.getpid).result(30)
         second = pool.submit(os.getpid).result(30)
         assert first != second
         assert not alive(first)
+        assert restarts[:1] == ["recycled"]
     finally:
         pool.shutdown()
 

@@ -71,6 +71,9 @@ def _readme_examples() -> list[tuple[str, Any]]:
     readme = (REPO / "README.md").read_text()
     out = []
     for i, m in enumerate(re.finditer(r"```yaml\n(.*?)```", readme, re.S)):
+        first = m.group(1).splitlines()[0].strip()
+        if re.fullmatch(r"# [\w.-]+\.ya?ml", first) and first != "# feeds.yaml":
+            continue  # another program's file (prometheus.yml, its alert rules)
         data = yaml.safe_load(textwrap.dedent(m.group(1)))
         if isinstance(data, list):  # "  - name: ...": rules shown on their own
             data = {"rules": data}
@@ -144,6 +147,13 @@ AGREE: list[tuple[str, str, bool]] = [
     ("an unknown log_format", "settings:\n  log_format: xml\n", False),
     ("an unknown log_level", "settings:\n  log_level: verbose\n", False),
     ("respect_ttl", "settings:\n  respect_ttl: false\n", True),
+    ("metrics on loopback", "settings:\n  metrics: 127.0.0.1:9464\n", True),
+    ("metrics on IPv6", "settings:\n  metrics: '[::1]:9464'\n", True),
+    ("metrics on every interface", "settings:\n  metrics: :9464\n", True),
+    ("metrics as a bare port", "settings:\n  metrics: 9464\n", False),
+    ("metrics past the last port", "settings:\n  metrics: 127.0.0.1:65536\n", False),
+    ("metrics with a scheme", "settings:\n  metrics: http://127.0.0.1:9464\n", False),
+    ("metrics on a bad IPv6", "settings:\n  metrics: '[::g]:9464'\n", False),
     ("settings as a list", "settings: [interval]\n", False),
     ("feeds as a mapping", "feeds:\n  url: https://example.org/rss\n", False),
     ("a feed without url", "feeds:\n  - name: x\n", False),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -97,6 +99,29 @@ def test_new_database_is_migrated_to_the_current_schema_version(tmp_path: Path) 
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"feeds", "entries", "matches", "articles", "outbox", "meta"} <= tables
+
+
+def test_processes_opening_a_new_database_at_once_apply_each_migration_once(
+    tmp_path: Path,
+) -> None:
+    # A daemon and `monitor poll` started together on a new file: each must open it,
+    # none may apply a migration that another one already applied ("duplicate column").
+    code = (
+        "import sys; from monitor.storage.sqlite import SQLiteStorage; "
+        "SQLiteStorage(sys.argv[1]).close()"
+    )
+    for attempt in range(4):
+        path = tmp_path / f"race{attempt}.db"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_reopening_keeps_the_data_and_the_version(tmp_path: Path) -> None:
@@ -680,6 +705,41 @@ def test_history_past_the_retention_is_pruned_but_never_an_entry_the_feed_still_
     assert store.prune_history(T0 + 30 * day) == 0
 
 
+def test_history_is_pruned_in_batches_that_go_on_where_the_last_one_ended(
+    store: Storage,
+) -> None:
+    day = timedelta(days=1)
+    # ten entries of one poll (one first_seen); the next document lists 1-4 only
+    store.commit_poll(
+        _state(store, last_poll=T0, last_parsed=T0), [_new(n, at=T0) for n in range(1, 11)]
+    )
+    later = T0 + 40 * day
+    store.commit_poll(
+        _state(store, last_poll=later, last_parsed=later),
+        [],
+        listed=[f"guid-{n}" for n in range(1, 5)],
+    )
+    statements: list[str] = []
+    sqlite = isinstance(store, SQLiteStorage)  # its write lock: SQLite's own concern
+    if sqlite:
+        store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    counts = []
+    while True:  # as the daemon does: until a batch comes back short
+        counts.append(store.prune_history(T0 + 30 * day, limit=2))
+        if counts[-1] < 2:
+            break
+    assert sum(counts) == 6 and counts[-1] < 2
+    assert store.seen(FEED, [f"guid-{n}" for n in range(1, 11)], []) == {
+        f"guid-{n}" for n in range(1, 5)
+    }
+    if sqlite:  # the search for what may go runs before the write lock is taken
+        first_search = next(i for i, q in enumerate(statements) if "ORDER BY e.first_seen" in q)
+        first_lock = next(i for i, q in enumerate(statements) if q.startswith("BEGIN IMMEDIATE"))
+        assert first_search < first_lock
+    # a new pass starts from the beginning: nothing is left over from the last one
+    assert store.prune_history(T0 + 30 * day, limit=2) == 0
+
+
 def test_one_daemon_per_database(tmp_path: Path) -> None:
     first = SQLiteStorage(tmp_path / "m.db")
     second = SQLiteStorage(tmp_path / "m.db")
@@ -1117,3 +1177,16 @@ def test_text_with_a_nul_character_is_stored_and_its_entry_known_again(store: St
     assert store.seen(FEED, ["guid\x00-1"], []) == {"guid\x00-1"}
     assert store.commit_poll(state, [_new(1, entry=odd)]) == []  # not new the second time
     assert store.outbox_stats().pending == 1
+
+
+def test_feed_counts_by_state_and_due_time(store: Storage) -> None:
+    feeds = [f"https://f{i}.example/rss" for i in range(5)]
+    store.ensure_feeds([FeedRef(f) for f in feeds])  # FEED is no longer configured
+    store.set_due([(feeds[0], T0 - timedelta(hours=1)), (feeds[1], T0 + timedelta(hours=1))])
+    store.save_feed_state(replace(store.feed_state(feeds[2]), last_error="HTTP 500", error_count=1))
+    store.save_feed_state(replace(store.feed_state(feeds[3]), gone=True, next_due=T0))
+    store.pause_feed(store.feed_state(feeds[4]).key)
+    counts = store.feed_counts(T0, T0 - timedelta(minutes=30))
+    assert (counts.total, counts.paused, counts.gone, counts.failing, counts.ok) == (5, 1, 1, 1, 2)
+    # due: feeds[0] (overdue too), [2] (never polled), [3] (due now); not [1], not paused [4]
+    assert (counts.due, counts.overdue) == (3, 1)

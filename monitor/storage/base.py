@@ -113,6 +113,23 @@ class DueTime:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedCounts:
+    """How many configured feeds are in each state, and how many wait for their poll
+    (for the metrics: a light count, read every few seconds)."""
+
+    total: int = 0
+    paused: int = 0
+    gone: int = 0  # not paused
+    failing: int = 0  # neither paused nor gone; the last poll failed
+    due: int = 0  # not paused; due now (or never polled)
+    overdue: int = 0  # not paused; due since before ``late``
+
+    @property
+    def ok(self) -> int:
+        return self.total - self.paused - self.gone - self.failing
+
+
+@dataclass(frozen=True, slots=True)
 class FeedStats:
     """Counts of a feed's history, for ``status`` (a query, never part of a poll)."""
 
@@ -300,6 +317,9 @@ class Storage(Protocol):
 
     def next_due(self) -> datetime | None:
         """The earliest due time of the feeds that are polled."""
+
+    def feed_counts(self, now: datetime, late: datetime) -> FeedCounts:
+        """Configured feeds by state; due ones: due at ``now``, overdue: due before ``late``."""
 
     def request_poll(self, keys: Sequence[str], now: datetime) -> None:
         """Make feeds due now (``monitor poll --feed`` beside a running daemon)."""

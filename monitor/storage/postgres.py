@@ -52,6 +52,7 @@ from monitor.storage.base import (
     CarriedOver,
     Delivery,
     DueTime,
+    FeedCounts,
     FeedRef,
     FeedState,
     FeedStats,
@@ -63,6 +64,7 @@ from monitor.storage.base import (
     OutboxStats,
     Outgoing,
     SlotClaim,
+    Storage,
     StorageError,
     StoredArticle,
 )
@@ -656,6 +658,18 @@ class PostgresStorage:
             "SELECT min(next_due) FROM feeds WHERE active AND NOT paused"
         ).fetchone()
         return _utc(row[0]) if row else None
+
+    def feed_counts(self, now: datetime, late: datetime) -> FeedCounts:
+        row = self._execute(
+            "SELECT count(*), count(*) FILTER (WHERE paused),"
+            " count(*) FILTER (WHERE NOT paused AND gone),"
+            " count(*) FILTER (WHERE NOT paused AND NOT gone AND error_count > 0),"
+            " count(*) FILTER (WHERE NOT paused AND (next_due IS NULL OR next_due <= %s)),"
+            " count(*) FILTER (WHERE NOT paused AND next_due IS NOT NULL AND next_due < %s)"
+            " FROM feeds WHERE active",
+            (now, late),
+        ).fetchone()
+        return FeedCounts(*(int(n or 0) for n in row))
 
     def request_poll(self, keys: Sequence[str], now: datetime) -> None:
         self._execute("UPDATE feeds SET next_due = %s WHERE key = ANY(%s)", (now, list(keys)))
@@ -1428,3 +1442,9 @@ class PostgresStorage:
         for db in conns:
             with contextlib.suppress(psycopg.Error):
                 db.close()
+
+
+def _conforms(store: PostgresStorage) -> Storage:
+    """mypy checks here that PostgresStorage is a Storage (``open_storage`` loads the
+    module lazily, so nothing else would)."""
+    return store

@@ -20,6 +20,7 @@ from monitor.storage.base import (
     CarriedOver,
     Delivery,
     DueTime,
+    FeedCounts,
     FeedRef,
     FeedState,
     FeedStats,
@@ -215,6 +216,12 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    """``items`` in slices of ``size`` (SQLite's limit on bound parameters is 32,766)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (``execute`` takes one at a time)."""
     out: list[str] = []
@@ -271,6 +278,7 @@ class SQLiteStorage:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._prune_from: tuple[float, int] | None = None  # where prune_history goes on
         try:
             self._connect()
             if readonly:
@@ -639,6 +647,17 @@ class SQLiteStorage:
             "SELECT min(next_due) FROM feeds WHERE active = 1 AND paused = 0"
         ).fetchone()
         return codec.dt(row[0]) if row else None
+
+    def feed_counts(self, now: datetime, late: datetime) -> FeedCounts:
+        row = self._db.execute(
+            "SELECT count(*), sum(paused), sum(paused = 0 AND gone),"
+            " sum(paused = 0 AND gone = 0 AND error_count > 0),"
+            " sum(paused = 0 AND (next_due IS NULL OR next_due <= ?)),"
+            " sum(paused = 0 AND next_due IS NOT NULL AND next_due < ?)"
+            " FROM feeds WHERE active = 1",
+            (now.timestamp(), late.timestamp()),
+        ).fetchone()
+        return FeedCounts(*(int(n or 0) for n in row))
 
     def request_poll(self, keys: Sequence[str], now: datetime) -> None:
         with self._transaction():
@@ -1270,41 +1289,61 @@ class SQLiteStorage:
             for key, feed, title, link, stored, fields in rows
         ]
 
+    # Which entries may go: first seen before the cutoff, not listed by their feed's
+    # last parsed document (else the identity would be new again), no pending send.
+    _PRUNABLE = (
+        "e.first_seen < ? AND coalesce(e.last_listed, e.first_seen) < ?"
+        " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen) < f.last_parsed)"
+        " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id AND o.status = 'pending')"
+    )
+
     def prune_history(self, before: datetime, limit: int = 2000) -> int:
+        # The search runs outside the write lock (WAL: readers never wait), from where
+        # the last batch of this pass ended: entries an old feed still lists are passed
+        # over once per pass, not once per batch, and a poll waiting to commit waits for
+        # the deletes alone. They are checked again under the lock.
+        cutoff = before.timestamp()
+        start, after = self._prune_from or (float("-inf"), -1)
+        rows = self._db.execute(
+            "SELECT e.id, e.first_seen FROM entries e JOIN feeds f ON f.key = e.feed"
+            f" WHERE e.first_seen >= ? AND (e.first_seen > ? OR e.id > ?) AND {self._PRUNABLE}"
+            " ORDER BY e.first_seen, e.id LIMIT ?",
+            (start, start, after, cutoff, cutoff, limit),
+        ).fetchall()
+        self._prune_from = (rows[-1][1], rows[-1][0]) if len(rows) == limit else None
         with self._transaction():
-            # Listed by its feed at or after the feed's last parse: still in the
-            # document, so its identity stays (or it would be new again).
-            old = [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
-                    " WHERE e.first_seen < ? AND coalesce(e.last_listed, e.first_seen) < ?"
-                    " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen)"
-                    " < f.last_parsed)"
-                    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id"
-                    " AND o.status = 'pending')"
-                    " ORDER BY e.first_seen LIMIT ?",
-                    (before.timestamp(), before.timestamp(), limit),
+            old: list[int] = []
+            for chunk in _chunks([r[0] for r in rows], 500):
+                marks = ",".join("?" * len(chunk))
+                old += [
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
+                        f" WHERE e.id IN ({marks}) AND {self._PRUNABLE}",
+                        (*chunk, cutoff, cutoff),
+                    )
+                ]
+            for chunk in _chunks(old, 500):
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", chunk)
+                self._db.execute(
+                    f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", chunk
                 )
-            ]
-            if not old:
-                return 0
-            marks = ",".join("?" * len(old))
-            self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", old)
-            self._db.execute(f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", old)
-            self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM outbox WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM articles WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM matches WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM entries WHERE id IN ({marks})", old)
+                self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM outbox WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM articles WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM matches WHERE entry IN ({marks})", chunk)
+                self._db.execute(f"DELETE FROM entries WHERE id IN ({marks})", chunk)
             # operator notices (no entry) that were sent or given up
             self._db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE entry IS NULL"
                 " AND status != 'pending' AND created < ? LIMIT ?)",
-                (before.timestamp(), limit),
+                (cutoff, limit),
             )
-            self._db.execute("DELETE FROM slots WHERE done AND created < ?", (before.timestamp(),))
+            self._db.execute("DELETE FROM slots WHERE done AND created < ?", (cutoff,))
+        # Fewer than found (re-listed meanwhile, or a send queued): the caller may stop
+        # early, and the next prune goes on from the same place.
         return len(old)
 
     def prune_stories(self, before: datetime, limit: int = 2000) -> int:
