@@ -2,6 +2,11 @@
 
     python benchmarks/bench_round.py [--feeds 1000] [--changed 100] [--no-peers]
                                      [--no-profile] [--results benchmarks/out/RESULTS.md]
+                                     [--db postgresql://...] [--instances 1,2,3]
+
+``--db postgresql://...`` measures the same rounds on PostgreSQL (in a schema of its
+own, dropped after); with ``--instances 1,2,3`` that many processes share each round
+on it instead, as several daemons do (``bench_instances.py``).
 
 Ours: ``App(config, db=SQLite file, executor=process_pool())`` and
 ``App.poll_round`` -- the same fetch, parse, dedup, extract, match, store
@@ -90,12 +95,15 @@ TARGETS = {
 }
 
 
+DB: str | None = None  # --db: a PostgreSQL URL instead of a SQLite file per run
+
+
 def make_config(
-    urls: list[str], db: Path, *, extract: bool, rules: str = RULES, interval: str = "15m"
+    urls: list[str], db: Path | str, *, extract: bool, rules: str = RULES, interval: str = "15m"
 ) -> Config:
     lines = [
         "settings:",
-        f"  database: {db}",
+        f'  database: "{db}"',
         "  concurrency: 50",
         "  per_host: 50",
         "  host_spacing: 0",  # every farm feed is on one host; spacing would serialize them
@@ -106,7 +114,8 @@ def make_config(
         *(f"  - {u}" for u in urls),
     ]
     text = "\n".join(lines) + "\n" + rules
-    return parse_config(text, db.parent / "feeds.yaml", {})
+    folder = db.parent if isinstance(db, Path) else Path(tempfile.gettempdir())
+    return parse_config(text, folder / "feeds.yaml", {})
 
 
 @dataclass
@@ -133,7 +142,7 @@ class Harness:
         self.workdir = workdir
         self.tree = Tree(lambda: [farm.pid])
         self.ticker = StallTicker()
-        self.db = workdir / "bench.db"
+        self.db: Path | str = DB or workdir / "bench.db"
         config = make_config(farm.urls(), self.db, extract=False)
         self.executor = CountingExecutor(process_pool(config))
         self.app = App(config, db=str(self.db), executor=self.executor)
@@ -477,7 +486,9 @@ def report(
         "",
         f"Command: `{command}` (machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}).",
         "Farm: aiohttp in a child process on 127.0.0.1, feeds ~58 KB, article pages 20-60 KB.",
-        "Ours: `App.poll_round` (real fetch/parse/dedup/extract/match/store/outbox, SQLite WAL),",
+        "Ours: `App.poll_round` (real fetch/parse/dedup/extract/match/store/outbox, "
+        + ("PostgreSQL" if DB else "SQLite WAL")
+        + "),",
         f"{WORKERS or pool_size()} worker processes,"
         " `concurrency: 50, per_host: 50, host_spacing: 0`,",
         "10 rules. CPU = this process + the pool's workers; peak RSS = sum of each process's",
@@ -551,9 +562,36 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--workers", type=int, help="settings.workers (default: automatic)")
     parser.add_argument("--results", type=Path, default=OUT / "RESULTS.md")
+    parser.add_argument("--db", help="postgresql://...: measure on PostgreSQL (a fresh schema)")
+    parser.add_argument(
+        "--instances", help="e.g. 1,2,3: processes sharing each round on --db (PostgreSQL)"
+    )
     args = parser.parse_args()
-    global WORKERS
+    global WORKERS, DB
     WORKERS = args.workers
+    if args.instances:
+        import bench_instances
+
+        text = bench_instances.bench(
+            args.db or "sqlite",
+            [int(n) for n in args.instances.split(",")],
+            args.feeds,
+            args.changed,
+            args.workers or 1,
+            "python benchmarks/bench_round.py " + " ".join(sys.argv[1:]),
+        )
+        print()
+        print(text)
+        return
+    schema = ""
+    if args.db:
+        import bench_instances
+
+        from monitor.storage import migrate
+
+        DB, schema = bench_instances.fresh_postgres(args.db)
+        migrate(DB)
+        args.no_profile = True  # the profiles are of the SQLite path
     OUT.mkdir(exist_ok=True)
     run_peers = not args.no_peers
     if run_peers and not _peer_python().exists():
@@ -566,6 +604,8 @@ def main() -> None:
         for k, v in costs.items():
             print(f"stage cost: {k}: {v:.2f}")
         peer = peers(farm, workdir, args.changed) if run_peers else None
+    if schema:
+        bench_instances.drop_postgres(args.db, schema)
     command = "python benchmarks/bench_round.py " + " ".join(sys.argv[1:])
     text = report(args.feeds, args.changed, mine, costs, peer, command.strip())
     args.results.parent.mkdir(parents=True, exist_ok=True)

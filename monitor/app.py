@@ -279,6 +279,18 @@ class App:
         if outcome.alerts:
             self.deliverer.wake()
 
+    def release_dead(self) -> int:
+        """Free the feed leases and outbox claims of instances that died: on a shared
+        store (PostgreSQL) those that stopped beating their heartbeat, and any process
+        of this host that no longer runs. Returns how many were freed (in a store thread)."""
+        store = self.storage
+        dead = store.dead_owners()
+        freed = 0
+        for owner in store.lease_owners() | store.claim_owners() | dead:
+            if owner != self.owner and (owner in dead or owner_is_dead(owner)):
+                freed += store.release_feeds(None, owner) + store.release_owner(owner)
+        return freed
+
     def plan(self) -> int:
         """Spread the due times the config needs (in a store thread; at start and reload).
 
@@ -289,8 +301,9 @@ class App:
         died are released. Returns how many due times changed.
         """
         now = self.clock()
+        dead = self.storage.dead_owners()
         for owner in self.storage.lease_owners():
-            if owner != self.owner and owner_is_dead(owner):
+            if owner != self.owner and (owner in dead or owner_is_dead(owner)):
                 self.storage.release_feeds(None, owner)
         settings = self.config.settings
         # Only a feed overdue by more than its interval changes: read just the ones

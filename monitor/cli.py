@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from monitor.config import (
 )
 from monitor.redact import Redactor, redacted_stdio
 from monitor.render import test_message
-from monitor.storage import Storage, StorageError, open_storage
+from monitor.storage import Storage, StorageError, open_storage, shown_location
 from monitor.storage.base import FeedState, FeedStats
 from monitor.types import RuleMatch, Snippet
 
@@ -131,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--failed", action="store_true", help="every row given up")
     drop = ob_sub.add_parser("drop", parents=[common], help="never send a row")
     drop.add_argument("id", type=int, help="the row's id (see `monitor outbox`)")
+    db = sub.add_parser("db", parents=[common], help="the database's schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    db_sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="create or upgrade the schema (PostgreSQL; SQLite does it on every start)",
+    )
     im = sub.add_parser("import-opml", parents=[common], help="add the feeds of an OPML file")
     im.add_argument("file", help="OPML file (e.g. exported from another feed reader)")
     sub.add_parser("export-opml", parents=[common], help="print the feeds as OPML")
@@ -183,6 +191,7 @@ def _iso(dt: datetime | None) -> str | None:
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     database = _database(args, config.settings.database)
+    database = replace(database, location=shown_location(database.location))
     print(summary(config, lambda url: notify.mask(url, config.secrets), database))
     for warning in config.warnings:  # valid, so exit 0, but likely not what was meant
         print(warning, file=sys.stderr)
@@ -459,6 +468,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         outbox = store.outbox_stats()
         meta = store.meta()
         pid = store.daemon_pid()  # None: no `monitor run` holds this database now
+        instances = store.instances()  # PostgreSQL: every live `monitor run`
     finally:
         store.close()
     configured = set(config.notifier_urls()) if config else set(outbox.notifiers)
@@ -491,7 +501,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     if args.json:
         report = {
-            "database": {"path": database.location, "source": database.source},
+            "database": {"path": shown_location(database.location), "source": database.source},
             "feeds": feeds,
             "outbox": {
                 "pending": outbox.pending,
@@ -513,12 +523,26 @@ def cmd_status(args: argparse.Namespace) -> int:
             "running": pid is not None,
             "pid": pid or None,
             "started": meta.get("started"),  # of the last daemon, running or not
+            "instances": [
+                {
+                    "owner": i.owner,
+                    "host": i.host,
+                    "pid": i.pid,
+                    "started": _iso(i.started),
+                    "seen": _iso(i.seen),
+                }
+                for i in instances
+            ],
         }
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return EXIT_OK
-    print(f"database {database.location} ({database.source})")
+    print(f"database {shown_location(database.location)} ({database.source})")
     started = meta.get("started")
-    if pid is not None:
+    if instances:
+        print(f"{len(instances)} instance{'s' if len(instances) > 1 else ''} running:")
+        for i in instances:
+            print(f"    {i.host} pid {i.pid}, started {_iso(i.started)}, seen {_iso(i.seen)}")
+    elif pid is not None:
         print(f"daemon running{f' (pid {pid})' if pid else ''}, started {started or '?'}")
     else:
         last = f"; the last one started {started}" if started else ""
@@ -604,6 +628,32 @@ def _interval_text(explained: decide.IntervalInForce, configured: float, errors:
     else:
         detail = f"configured {format_duration(configured)}"
     return f"every {shown}: {why} ({detail})"
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``monitor db migrate``: bring the database to this rss-monitor's schema.
+
+    PostgreSQL is never migrated by an instance starting (instances on several hosts
+    would race, and an operator decides when); SQLite migrates on every open, so
+    here it only says where it stands.
+    """
+    from monitor.storage import is_postgres, migrate, shown_location
+
+    _config, _problem, setting = _load_for_store(args)
+    database = _database(args, setting)
+    before, after = migrate(database.location)
+    shown = shown_location(database.location)
+    if not is_postgres(database.location):
+        print(
+            f"database {shown} ({database.source}) is at schema version {after}; "
+            "SQLite databases are migrated automatically when opened"
+        )
+    elif before == after:
+        print(f"database {shown} ({database.source}) is up to date (schema version {after})")
+    else:
+        what = "created" if before == 0 else f"upgraded from version {before}"
+        print(f"database {shown} ({database.source}): schema {what} to version {after}")
+    return EXIT_OK
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
@@ -926,6 +976,7 @@ COMMANDS = {
     "feeds": cmd_feeds,
     "outbox": cmd_outbox,
     "rules": cmd_rules,
+    "db": cmd_db,
     "import-opml": cmd_import_opml,
     "export-opml": cmd_export_opml,
 }

@@ -37,6 +37,7 @@ from monitor.pool import WorkerPool
 from monitor.redact import Redactor
 from monitor.scheduler import TICK, FeedScheduler
 from monitor.sdnotify import sd_notify, watchdog_interval
+from monitor.storage import shown_location
 from monitor.types import Notice
 
 if TYPE_CHECKING:  # prometheus_client is imported only when settings.metrics is set
@@ -54,6 +55,7 @@ PRUNE_BATCH = 2000  # rows per transaction: SQLite's write lock is never held fo
 PRUNE_PAUSE = 0.05  # seconds between batches, so a poll waiting to commit gets its turn
 PRUNE_YIELD = 3.0  # and at least three times a batch's own time
 SUMMARY_EVERY = 60.0  # seconds between the INFO summaries (per-poll lines are at DEBUG)
+HEARTBEAT_EVERY = 5.0  # seconds between heartbeats on a shared store (PostgreSQL)
 METRICS_REFRESH = 15.0  # seconds between reads of the store's gauges (settings.metrics)
 
 Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
@@ -263,7 +265,7 @@ class Daemon:
         if config.database_path() != old.database_path():
             log.warning(
                 "settings.database changed; the daemon keeps using %s until it restarts",
-                self.app.database,
+                shown_location(self.app.database),
             )
         log.info("config reloaded: %d feeds, %d rules", len(config.feeds), len(config.rules))
         sd_notify(f"STATUS=watching {len(config.feeds)} feeds")
@@ -302,6 +304,22 @@ class Daemon:
             if now != self._fingerprint and now[0] is not None:
                 log.info("feeds.yaml or a credential file it reads changed on disk")
                 self.reload_requested.set()
+
+    async def _heartbeat(self) -> None:
+        """On a shared store: say this instance is alive, and free the leases and claims of
+        instances that are not (killed, or cut off): their feeds are polled and their
+        alerts sent by the others."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            try:
+                await loop.run_in_executor(self.app.db_threads, self.app.storage.heartbeat)
+                freed = await loop.run_in_executor(self.app.db_threads, self.app.release_dead)
+                if freed:
+                    log.info("took over %d leases and claims of instances that stopped", freed)
+            except Exception as exc:  # the database is away: the next beat tries again
+                log.error("heartbeat failed: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), HEARTBEAT_EVERY)
 
     async def _watchdog(self, every: float) -> None:
         while not self.stop.is_set():
@@ -438,6 +456,8 @@ class Daemon:
             asyncio.create_task(self._beat()),
             asyncio.create_task(self._refresh_metrics()),
         ]
+        if store.shared:
+            tasks.append(asyncio.create_task(self._heartbeat()))
         every = watchdog_interval()
         if every:
             tasks.append(asyncio.create_task(self._watchdog(every)))
@@ -449,7 +469,7 @@ class Daemon:
             len(config.feeds),
             len(config.rules),
             len(config.notifiers),
-            self.app.database,
+            shown_location(self.app.database),
         )
         await self._announce_schedule()
         sd_notify(f"READY=1\nSTATUS=watching {len(config.feeds)} feeds")
@@ -505,7 +525,8 @@ async def run_daemon(
     """Run until SIGTERM; returns the exit code. ``redactor`` is the log's (see cli)."""
     app = App(config, db=db, executor=process_pool(config))
     try:
-        app.storage.lock_for_daemon()  # one daemon per database
+        # one daemon per SQLite database; on PostgreSQL one instance among several
+        app.storage.lock_for_daemon(app.owner)
     except Exception:
         await app.close()
         raise

@@ -144,6 +144,11 @@ def hour_start(now: datetime, tz: tzinfo) -> datetime:
     return now.astimezone(tz).replace(minute=0, second=0, microsecond=0)
 
 
+def _slot(key: Key, fire: datetime) -> str:
+    """The once-only job of one digest firing for one target (``Storage.claim_slot``)."""
+    return f"digest:{key[0]}#{key[1]}@{fire.astimezone(UTC).isoformat()}"
+
+
 def _ids(rows: Sequence[Delivery]) -> str:
     return ",".join(str(d.id) for d in rows)
 
@@ -379,6 +384,7 @@ class Deliverer:
 
     async def _digest_sent(self, key: Key, state: _Target, fire: datetime) -> None:
         """A digest's time has been dealt with: remember it, and when the next one is."""
+        await self._store(self._storage.finish_slot, _slot(key, fire), self.owner)
         await self._store(self._storage.set_meta, f"digest:{key[0]}#{key[1]}", fire.isoformat())
         if state.digest is not None:
             spec, trigger, _ = state.digest
@@ -452,6 +458,16 @@ class Deliverer:
                 return 0, (ready - now).total_seconds()
         hold, digest = await self._hold(key, state, target.policy, now)
         until = now + timedelta(seconds=CLAIM_LEASE)
+        if digest is not None:
+            # A digest is sent once, by one process, however many share the store.
+            claim = await self._store(
+                self._storage.claim_slot, _slot(key, digest[1]), self.owner, now, until
+            )
+            if claim == "done":  # another process sent it
+                await self._digest_sent(key, state, digest[1])
+                return 0, 0.0
+            if claim == "taken":  # another process is sending it now
+                return 0, self._idle_check
         rows = await self._store(
             partial(self._storage.claim_deliveries, priority_only=hold is not None),
             key[0],

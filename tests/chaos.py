@@ -9,6 +9,9 @@ both notifiers; an item that arrived twice is a duplicate, counted (the one
 window where that is allowed: a kill between a notifier accepting a message and
 the outbox recording it).
 
+With ``db`` (a PostgreSQL URL) and ``instances`` > 1, that many daemons share the
+database, each killed and started again at random: every item must still arrive.
+
 Used by tests/test_chaos.py (short) and benchmarks/chaos.py (as long as you like).
 """
 
@@ -122,6 +125,8 @@ def run_chaos(
     seed: int | None = None,
     drain_timeout: float = 300.0,
     log: bool = False,
+    db: str | None = None,
+    instances: int = 1,
 ) -> Report:
     """One chaos run in ``workdir``; returns what happened (never raises on a miss)."""
     rng = random.Random(seed)
@@ -144,12 +149,14 @@ def run_chaos(
         daemon_log = (workdir / "daemon.log").open("ab")
         command = [sys.executable, "-m", "monitor", "-c", str(config), "run"]
 
+        env = {**os.environ, **({"MONITOR_DB": db} if db else {})}
+
         def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(command, stdout=daemon_log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(command, stdout=daemon_log, stderr=subprocess.STDOUT, env=env)
 
         publisher = _Publisher(site, feeds, publish_every, rng)
         publisher.start()
-        proc = start()
+        procs = [start() for _ in range(instances)]
         try:
             while report.daemon_kills + report.worker_kills < kills:
                 time.sleep(rng.uniform(0.5, 3.0))
@@ -157,6 +164,8 @@ def run_chaos(
                     target = rng.choice([chat, mail])
                     target.failing = not target.failing
                     report.flaps += 1
+                n = rng.randrange(len(procs))
+                proc = procs[n]
                 workers = _children(proc.pid)
                 if workers and rng.random() < 0.4:
                     os.kill(rng.choice(workers), signal.SIGKILL)
@@ -167,7 +176,7 @@ def run_chaos(
                     report.daemon_kills += 1
                     # its workers see their pipe close and exit (none is left behind)
                     wait_for(partial(_all_gone, workers), 10)
-                    proc = start()
+                    procs[n] = start()
                 if log:
                     print(f"  {report.daemon_kills + report.worker_kills} kills", flush=True)
             publisher.stop.set()
@@ -185,8 +194,10 @@ def run_chaos(
             time.sleep(2)  # anything still arriving would be a duplicate
         finally:
             publisher.stop.set()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
                 proc.wait(15)
             daemon_log.close()
         got = {"chat": Counter(chat.alerts()), "mail": Counter(mail.alerts())}
@@ -207,17 +218,41 @@ def main() -> int:
     parser.add_argument("--feeds", type=int, default=5)
     parser.add_argument("--publish-every", type=float, default=1.0)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--db", help="postgresql://...: the daemons' database (a fresh schema)")
+    parser.add_argument("--instances", type=int, default=1, help="daemons at once (PostgreSQL)")
     args = parser.parse_args()
+    if args.instances > 1 and not args.db:
+        parser.error("several instances need --db postgresql://...")
+    schema = db = None
+    if args.db:
+        import uuid
+
+        import psycopg
+
+        from monitor.storage import migrate
+
+        schema = f"chaos_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(args.db, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        db = f"{args.db}{'&' if '?' in args.db else '?'}options=-csearch_path%3D{schema}"
+        migrate(db)
     with tempfile.TemporaryDirectory(prefix="rss-monitor-chaos-") as tmp:
-        report = run_chaos(
-            Path(tmp),
-            kills=args.kills,
-            feeds=args.feeds,
-            publish_every=args.publish_every,
-            seed=args.seed,
-            drain_timeout=1800,
-            log=True,
-        )
+        try:
+            report = run_chaos(
+                Path(tmp),
+                kills=args.kills,
+                feeds=args.feeds,
+                publish_every=args.publish_every,
+                seed=args.seed,
+                drain_timeout=1800,
+                log=True,
+                db=db,
+                instances=args.instances,
+            )
+        finally:
+            if schema:
+                with psycopg.connect(args.db, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
         print(report.line())
         if any(report.missing.values()):
             print(f"MISSING: {report.missing}")

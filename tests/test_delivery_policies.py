@@ -1,5 +1,6 @@
 """Delivery policies with an injected clock, through the real path otherwise: a feed server,
-the pipeline, SQLite, the deliverer, apprise, a webhook receiver and an SMTP server.
+the pipeline, the store (SQLite, and PostgreSQL with MONITOR_TEST_POSTGRES), the deliverer,
+apprise, a webhook receiver and an SMTP server.
 
 Quiet hours release what they held as one message; a cap folds what is over it into one
 message at the end of the hour; a digest comes once, grouped by rule, listing the outlets
@@ -49,15 +50,16 @@ class World:
     ops: Webhook
     mail: Mailbox
     tmp: Path
+    db: str  # a SQLite path or a PostgreSQL URL (conftest's ``database``)
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, database: str) -> Iterator[World]:
     site, chat, ops, mail = FeedServer(), Webhook(), Webhook(), Mailbox()
     with running(site, chat, ops, mail):
         for name in ("a", "b", "c"):
             site.put(f"/{name}.xml", rss([], title=f"Feed {name.upper()}"))
-        yield World(site, chat, ops, mail, tmp_path)
+        yield World(site, chat, ops, mail, tmp_path, database)
 
 
 def _hhmm(when: datetime) -> str:
@@ -92,7 +94,7 @@ rules:
     notify: [chat, mail]
 """
     config = parse_config(text, w.tmp / "feeds.yaml", {})
-    return App(config, db=str(w.tmp / "monitor.db"), console=io.StringIO(), clock=clock)
+    return App(config, db=w.db, console=io.StringIO(), clock=clock)
 
 
 _LOOP: asyncio.AbstractEventLoop | None = (
@@ -248,6 +250,40 @@ def test_a_digest_comes_once_grouped_by_rule_with_the_outlets_of_each_story(
         _close(app)
 
 
+def test_a_digest_is_sent_once_by_two_processes_sharing_the_store(world: World) -> None:
+    """Two processes (on PostgreSQL: two instances) at one digest's time: the first
+    sends it; an alert the second records just after is not a second digest of the
+    same firing, it waits for the next one."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = Clock(now)
+    due = now + timedelta(hours=1)
+    policy = f', digest: "daily {_hhmm(due)}"'
+    one, two = _app(world, clock, chat_policy=policy), _app(world, clock, chat_policy=policy)
+    try:
+        _deliver(one)  # the first looks: the next digest is the one at that time
+        _deliver(two)
+        _publish(world, "a", "DeepSeek eins")
+        _round(one)
+        assert world.chat.received == []  # held for the digest
+        clock.now = due + timedelta(seconds=30)
+        _deliver(one)
+        assert len(world.chat.received) == 1
+        _publish(world, "b", "DeepSeek zwei")
+        _round(two)  # recorded by the other process, at the same firing
+        _deliver(two)
+        _deliver(one)
+        assert len(world.chat.received) == 1, world.chat.received  # one digest, not two
+        assert world.chat.alerts() == ["[DeepSeek] DeepSeek eins"]
+        clock.now = due + timedelta(days=1, seconds=1)
+        _deliver(two)
+        _deliver(one)
+        assert len(world.chat.received) == 2
+        assert world.chat.alerts()[-1] == "[DeepSeek] DeepSeek zwei"
+    finally:
+        _run(one.close())
+        _close(two)
+
+
 def test_the_operator_hears_once_when_a_feed_fails_and_once_when_it_recovers(
     world: World,
 ) -> None:
@@ -323,7 +359,7 @@ rules:
     keywords: [DeepSeek]
 """
     config = parse_config(text, world.tmp / "feeds.yaml", {})
-    app = App(config, db=str(world.tmp / "monitor.db"), console=io.StringIO())
+    app = App(config, db=world.db, console=io.StringIO())
     try:
         world.site.put(
             "/a.xml", rss([Item("KI-Labor legt nach", world.site.url("/amp/artikel-1.html"))])

@@ -102,6 +102,12 @@ def test_the_wheel_installed_in_a_fresh_venv_gives_a_working_monitor(
     )
     assert where.stdout.startswith(str(venv)), where.stdout  # not the checkout's package
     assert not (tmp_path / "monitor.db").exists()  # check creates no database
+    # PostgreSQL is an extra: without psycopg, the command says what to install
+    pg = _run(
+        monitor, "-c", config, "--db", "postgresql://127.0.0.1:1/news", "status", cwd=tmp_path
+    )
+    assert pg.returncode == 1, pg.stdout + pg.stderr
+    assert "pip install 'rss-monitor[postgresql]'" in pg.stderr, pg.stderr
 
 
 # pipx comes with the test tools (pyproject's `test` extra), next to this Python.

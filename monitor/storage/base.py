@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from monitor.story import Fingerprint
 from monitor.types import AlertItem, FeedEntry, Message, Notice, RuleMatch, Snippet
@@ -249,8 +249,26 @@ class OutboxStats:
     notifiers: Mapping[str, NotifierOutbox] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A running ``monitor run`` on a store made for several (``Storage.instances``)."""
+
+    owner: str  # of its leases and claims (``delivery.process_owner``)
+    host: str
+    pid: int
+    started: datetime
+    seen: datetime | None = None  # its last heartbeat
+
+
+SlotClaim = Literal["mine", "done", "taken"]
+
+
 class Storage(Protocol):
     """Persistent state of the monitor; see the module docstring for the contract."""
+
+    # Several `monitor run` instances may share this store (PostgreSQL): each keeps a
+    # heartbeat, and the leases and claims of one that stops beating are freed.
+    shared: bool
 
     def ensure_feeds(self, feeds: Iterable[FeedRef]) -> list[CarriedOver]:
         """Know every feed of the config; ``feeds`` is the whole config, in its order.
@@ -449,12 +467,36 @@ class Storage(Protocol):
         dropped, so an entry is never new twice.
         """
 
-    def lock_for_daemon(self) -> None:
+    def lock_for_daemon(self, owner: str = "") -> None:
         """Hold this database for the calling process's ``monitor run`` until close().
 
         StorageError when another process holds it (one daemon per SQLite
-        database; a backend made for several instances may allow more).
+        database). PostgreSQL allows several instances: each registers as
+        ``owner`` (its leases' and claims' owner) and keeps a ``heartbeat``.
         """
+
+    def heartbeat(self) -> None:
+        """This instance is alive (a few seconds apart; nothing on SQLite)."""
+
+    def instances(self) -> list[Instance]:
+        """The instances running on this store, by heartbeat (empty on SQLite: see
+        ``daemon_pid``)."""
+
+    def dead_owners(self) -> set[str]:
+        """Owners of instances that stopped beating (killed, or cut off): their leases
+        and claims can be freed at once. Empty on SQLite (a dead process of this host
+        is found by its pid, ``delivery.owner_is_dead``)."""
+
+    def claim_slot(self, name: str, owner: str, now: datetime, until: datetime) -> SlotClaim:
+        """Claim a once-only job (a digest's firing) by its unique ``name`` until ``until``.
+
+        ``mine``: this owner holds it (new, already its own, or another owner's claim
+        ran out before it was done): do it, then ``finish_slot``. ``done``: it was
+        done. ``taken``: another owner holds it now.
+        """
+
+    def finish_slot(self, name: str, owner: str) -> None:
+        """Mark a once-only job done."""
 
     def daemon_pid(self) -> int | None:
         """The pid of the daemon holding this database, 0 when unknown, None when none runs."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from monitor import decide
+from monitor.storage import codec
 from monitor.storage.base import (
     CarriedOver,
     Delivery,
@@ -23,17 +24,19 @@ from monitor.storage.base import (
     FeedRef,
     FeedState,
     FeedStats,
+    Instance,
     MatchRecord,
     NewEntry,
     NotifierOutbox,
     OutboxRow,
     OutboxStats,
     Outgoing,
+    SlotClaim,
     StorageError,
     StoredArticle,
 )
-from monitor.story import Fingerprint, band_keys, similar
-from monitor.types import AlertItem, Hit, Message, Notice, RuleMatch, Snippet
+from monitor.story import band_keys
+from monitor.types import Notice
 
 # Each migration takes the schema from version N to N+1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -198,16 +201,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX entries_first_seen ON entries (first_seen);
     CREATE INDEX outbox_created ON outbox (status, created);
     """,
+    # 7: once-only jobs (a digest's firing) are claimed as a row, so a digest is sent
+    # once even when another process (`monitor poll`) delivers beside the daemon.
+    """
+    CREATE TABLE slots (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        claim_until REAL NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _ts(dt: datetime | None) -> float | None:
-    return dt.timestamp() if dt is not None else None
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -230,99 +236,6 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _item_json(item: AlertItem) -> str:
-    return json.dumps(
-        {
-            "item": {
-                "feed": item.feed,
-                "title": item.title,
-                "link": item.link,
-                "published": _ts(item.published),
-                "rules": list(item.rules),
-                "terms": list(item.terms),
-                "snippet": json.loads(_snippet_json(item.snippet) or "null"),
-                "priority": item.priority,
-            }
-        },
-        ensure_ascii=False,
-    )
-
-
-def _notice_json(n: Notice) -> str:
-    return json.dumps({"notice": [n.kind, n.subject, n.text]}, ensure_ascii=False)
-
-
-def _similar(fp: Fingerprint, blob: bytes) -> bool:
-    try:
-        return similar(fp, Fingerprint.from_bytes(blob))
-    except ValueError:  # a sketch of another version: not comparable, not the same story
-        return False
-
-
-def _without_rules(outgoing: Sequence[Outgoing], rules: set[str]) -> list[Outgoing]:
-    """The rows left when ``rules`` may not alert (a story already alerted for them)."""
-    if not rules:
-        return list(outgoing)
-    out = []
-    for o in outgoing:
-        left = tuple(r for r in o.item.rules if r not in rules)
-        if left:
-            out.append(o if left == o.item.rules else replace(o, item=replace(o.item, rules=left)))
-    return out
-
-
-def _payload(raw: str, entry: int | None) -> AlertItem | Notice | Message:
-    d = json.loads(raw)
-    if "item" in d:
-        i = d["item"]
-        snip = i.get("snippet")
-        return AlertItem(
-            feed=i["feed"],
-            title=i["title"],
-            link=i["link"],
-            published=_dt(i["published"]),
-            rules=tuple(i["rules"]),
-            terms=tuple(i["terms"]),
-            snippet=Snippet(*snip) if snip else None,
-            priority=bool(i.get("priority")),
-            entry=entry or 0,
-        )
-    if "notice" in d:
-        return Notice(*d["notice"])
-    return Message(d["title"], d["markdown"], d["html"], d["text"])  # schema 3 and before
-
-
-def _terms(matches: Sequence[RuleMatch]) -> list[str]:
-    return list(dict.fromkeys(t for m in matches for t in m.terms))
-
-
-def _hits_json(matches: Sequence[RuleMatch]) -> str:
-    return json.dumps(
-        [
-            {"rule": m.rule, "hits": [[h.term, h.field, h.start, h.end] for h in m.hits]}
-            for m in matches
-        ],
-        ensure_ascii=False,
-    )
-
-
-def _matches(raw: str) -> tuple[RuleMatch, ...]:
-    return tuple(
-        RuleMatch(m["rule"], tuple(Hit(t, f, a, b) for t, f, a, b in m["hits"]))
-        for m in json.loads(raw)
-    )
-
-
-def _snippet_json(s: Snippet | None) -> str | None:
-    if s is None:
-        return None
-    return json.dumps([s.field, s.before, s.hit, s.after], ensure_ascii=False)
-
-
-def _snippet(raw: str | None) -> Snippet | None:
-    return Snippet(*json.loads(raw)) if raw else None
-
-
 class SQLiteStorage:
     """The Storage protocol on one SQLite file (see storage.base for the contract).
 
@@ -341,6 +254,8 @@ class SQLiteStorage:
     root it gives them the database file's owner, so the service can still
     open them.
     """
+
+    shared = False  # one daemon per file (the lock file)
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
@@ -518,7 +433,7 @@ class SQLiteStorage:
                 polled=str(url),
                 name=name,
                 earlier=tuple(earlier.get(str(key), ())),
-                last_poll=_dt(last_poll),
+                last_poll=codec.dt(last_poll),
             )
             for key, configured, url, name, last_poll in orphans
         ]
@@ -598,11 +513,11 @@ class SQLiteStorage:
             etag=etag,  # type: ignore[arg-type]
             last_modified=lm,  # type: ignore[arg-type]
             body_hash=bh,  # type: ignore[arg-type]
-            last_poll=_dt(lp),  # type: ignore[arg-type]
+            last_poll=codec.dt(lp),  # type: ignore[arg-type]
             last_status=ls,  # type: ignore[arg-type]
             last_error=le,  # type: ignore[arg-type]
             error_count=int(ec),  # type: ignore[call-overload]
-            next_due=_dt(nd),  # type: ignore[arg-type]
+            next_due=codec.dt(nd),  # type: ignore[arg-type]
             gone=bool(gone),
             paused=bool(paused),
             failed_hash=fh,  # type: ignore[arg-type]
@@ -621,9 +536,9 @@ class SQLiteStorage:
                 else ()
             ),
             rate=float(rate or 0.0),  # type: ignore[arg-type]
-            rate_at=_dt(rate_at),  # type: ignore[arg-type]
-            last_parsed=_dt(parsed),  # type: ignore[arg-type]
-            last_new=_dt(last_new),  # type: ignore[arg-type]
+            rate_at=codec.dt(rate_at),  # type: ignore[arg-type]
+            last_parsed=codec.dt(parsed),  # type: ignore[arg-type]
+            last_new=codec.dt(last_new),  # type: ignore[arg-type]
         )
 
     def feed_state(self, url: str) -> FeedState:
@@ -647,10 +562,10 @@ class SQLiteStorage:
         rows = self._db.execute(
             "SELECT key, configured, next_due, last_poll, paused, rate FROM feeds"
             " WHERE active = 1 AND (? IS NULL OR next_due IS NULL OR next_due < ?)",
-            (_ts(before), _ts(before)),
+            (codec.ts(before), codec.ts(before)),
         )
         return [
-            DueTime(k, c or k, _dt(n), _dt(lp), bool(p), float(r or 0.0))
+            DueTime(k, c or k, codec.dt(n), codec.dt(lp), bool(p), float(r or 0.0))
             for k, c, n, lp, p, r in rows
         ]
 
@@ -731,7 +646,7 @@ class SQLiteStorage:
         row = self._db.execute(
             "SELECT min(next_due) FROM feeds WHERE active = 1 AND paused = 0"
         ).fetchone()
-        return _dt(row[0]) if row else None
+        return codec.dt(row[0]) if row else None
 
     def feed_counts(self, now: datetime, late: datetime) -> FeedCounts:
         row = self._db.execute(
@@ -787,11 +702,11 @@ class SQLiteStorage:
                 s.etag,
                 s.last_modified,
                 s.body_hash,
-                _ts(s.last_poll),
+                codec.ts(s.last_poll),
                 s.last_status,
                 s.last_error,
                 s.error_count,
-                _ts(s.next_due),
+                codec.ts(s.next_due),
                 int(s.gone),
                 s.failed_hash,
                 s.failed_error,
@@ -800,9 +715,9 @@ class SQLiteStorage:
                 s.entry_error,
                 s.article_error,
                 s.rate,
-                _ts(s.rate_at),
-                _ts(s.last_parsed),
-                _ts(s.last_new),
+                codec.ts(s.rate_at),
+                codec.ts(s.last_parsed),
+                codec.ts(s.last_new),
             ),
         )
 
@@ -874,16 +789,16 @@ class SQLiteStorage:
                         e.identity,
                         e.link,
                         e.title,
-                        _ts(e.published),
-                        _ts(new.first_seen),
-                        _ts(new.first_seen),
+                        codec.ts(e.published),
+                        codec.ts(new.first_seen),
+                        codec.ts(new.first_seen),
                     ),
                 )
                 if cur.rowcount == 0:  # raced with another poll of the same feed
                     continue
                 entry_id = int(cur.lastrowid or 0)
                 ids.append(entry_id)
-                created = _ts(new.first_seen)
+                created = codec.ts(new.first_seen)
                 if new.document is not None:
                     self._db.execute(
                         "INSERT INTO articles (entry, fields, stored) VALUES (?,?,?)",
@@ -896,9 +811,9 @@ class SQLiteStorage:
                         (
                             entry_id,
                             json.dumps([m.rule for m in new.matches]),
-                            json.dumps(_terms(new.matches)),
-                            _hits_json(new.matches),
-                            _snippet_json(new.snippet),
+                            json.dumps(codec.terms(new.matches)),
+                            codec.hits_json(new.matches),
+                            codec.snippet_json(new.snippet),
                             created,
                         ),
                     )
@@ -907,7 +822,7 @@ class SQLiteStorage:
                     copies = self._fold_story(
                         entry_id, state.key, new, [m.rule for m in new.matches]
                     )
-                    outgoing = _without_rules(outgoing, copies)
+                    outgoing = codec.without_rules(outgoing, copies)
                 self._db.executemany(
                     "INSERT OR IGNORE INTO outbox (entry, notifier, target, message,"
                     " next_attempt, created, priority) VALUES (?,?,?,?,?,?,?)",
@@ -916,7 +831,7 @@ class SQLiteStorage:
                             entry_id,
                             o.notifier,
                             o.target,
-                            _item_json(o.item),
+                            codec.item_json(o.item),
                             created,
                             created,
                             int(o.item.priority),
@@ -961,7 +876,9 @@ class SQLiteStorage:
             ):
                 candidates[e] = blob
         firsts = [
-            e for e, blob in sorted(candidates.items()) if e in same_link or _similar(fp, blob)
+            e
+            for e, blob in sorted(candidates.items())
+            if e in same_link or codec.similar_stored(fp, blob)
         ]
         self._db.execute(
             "INSERT OR REPLACE INTO stories (entry, canonical, fingerprint, seen) VALUES (?,?,?,?)",
@@ -1018,9 +935,9 @@ class SQLiteStorage:
             int(i),  # type: ignore[call-overload]
             str(n),
             target,
-            _payload(str(m), e),  # type: ignore[arg-type]
+            codec.payload(str(m), e),  # type: ignore[arg-type]
             int(a),  # type: ignore[call-overload]
-            _dt(c) or now,  # type: ignore[arg-type]
+            codec.dt(c) or now,  # type: ignore[arg-type]
             bool(pr),
         )
 
@@ -1073,7 +990,7 @@ class SQLiteStorage:
             "INSERT INTO outbox (entry, notifier, target, message, next_attempt, created,"
             " priority) VALUES (NULL,?,?,?,?,?,1)",
             [
-                (notifier, str(t), _notice_json(notice), now.timestamp(), now.timestamp())
+                (notifier, str(t), codec.notice_json(notice), now.timestamp(), now.timestamp())
                 for notifier, targets, notice in notices
                 for t in range(targets)
             ],
@@ -1099,7 +1016,7 @@ class SQLiteStorage:
         out = []
         for i, n, t, st, msg, title, link, a, err, created, nxt in rows:
             if title is None:  # an operator notice (or an entry pruned since)
-                payload = _payload(msg, None)
+                payload = codec.payload(msg, None)
                 title = payload.subject if isinstance(payload, Notice) else payload.title
             out.append(
                 OutboxRow(
@@ -1111,8 +1028,8 @@ class SQLiteStorage:
                     link=link,
                     attempts=a,
                     last_error=err,
-                    created=_dt(created) or datetime.now(UTC),
-                    next_attempt=_dt(nxt) if st == "pending" else None,
+                    created=codec.dt(created) or datetime.now(UTC),
+                    next_attempt=codec.dt(nxt) if st == "pending" else None,
                 )
             )
         return out
@@ -1176,6 +1093,8 @@ class SQLiteStorage:
             "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?",
             (owner,),
         )
+        # its digest in progress: another process may send it now
+        self._db.execute("UPDATE slots SET claim_until = 0 WHERE owner = ? AND NOT done", (owner,))
         return cur.rowcount
 
     def next_delivery_due(self, notifier: str, target: int) -> datetime | None:
@@ -1184,7 +1103,7 @@ class SQLiteStorage:
             " WHERE notifier = ? AND target = ? AND status = 'pending'",
             (notifier, str(target)),
         ).fetchone()
-        return _dt(row[0]) if row else None
+        return codec.dt(row[0]) if row else None
 
     def delivered(self, delivery_ids: Sequence[int], now: datetime) -> None:
         with self._transaction():
@@ -1324,12 +1243,12 @@ class SQLiteStorage:
                     feed=feed,
                     title=title,
                     link=link,
-                    published=_dt(published),
-                    seen=_dt(created) or since,
+                    published=codec.dt(published),
+                    seen=codec.dt(created) or since,
                     rules=rules_t,
                     terms=tuple(json.loads(terms)),
-                    matches=_matches(hits),
-                    snippet=_snippet(snip),
+                    matches=codec.matches(hits),
+                    snippet=codec.snippet(snip),
                     entry=entry,
                     key=key,
                 )
@@ -1366,7 +1285,7 @@ class SQLiteStorage:
             (since.timestamp(),),
         )
         return [
-            StoredArticle(key, feed, title, link, _dt(stored) or since, json.loads(fields))
+            StoredArticle(key, feed, title, link, codec.dt(stored) or since, json.loads(fields))
             for key, feed, title, link, stored, fields in rows
         ]
 
@@ -1422,6 +1341,7 @@ class SQLiteStorage:
                 " AND status != 'pending' AND created < ? LIMIT ?)",
                 (cutoff, limit),
             )
+            self._db.execute("DELETE FROM slots WHERE done AND created < ?", (cutoff,))
         # Fewer than found (re-listed meanwhile, or a send queued): the caller may stop
         # early, and the next prune goes on from the same place.
         return len(old)
@@ -1471,13 +1391,32 @@ class SQLiteStorage:
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
+    # once-only jobs ----------------------------------------------------------
+
+    def claim_slot(self, name: str, owner: str, now: datetime, until: datetime) -> SlotClaim:
+        with self._transaction():
+            row = self._db.execute(
+                "INSERT INTO slots (name, owner, claim_until, done, created) VALUES (?,?,?,0,?)"
+                " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner,"
+                " claim_until = excluded.claim_until WHERE NOT slots.done"
+                " AND (slots.owner = excluded.owner OR slots.claim_until <= ?) RETURNING owner",
+                (name, owner, until.timestamp(), now.timestamp(), now.timestamp()),
+            ).fetchone()
+            if row is not None:
+                return "mine"
+            done = self._db.execute("SELECT done FROM slots WHERE name = ?", (name,)).fetchone()
+        return "done" if done and done[0] else "taken"
+
+    def finish_slot(self, name: str, owner: str) -> None:
+        self._db.execute("UPDATE slots SET done = 1 WHERE name = ? AND owner = ?", (name, owner))
+
     # the daemon's lock ------------------------------------------------------
 
     def _lock_path(self) -> str | None:
         # a read-only open (a URI too) asks the same lock file whether a daemon runs
         return None if self.path == ":memory:" else self.path + ".lock"
 
-    def lock_for_daemon(self) -> None:
+    def lock_for_daemon(self, owner: str = "") -> None:
         path = self._lock_path()
         if path is None:
             return
@@ -1495,6 +1434,15 @@ class SQLiteStorage:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd  # held until close() or the process ends (also by kill -9)
+
+    def heartbeat(self) -> None:
+        """Nothing: the lock file says whether the one daemon runs."""
+
+    def instances(self) -> list[Instance]:
+        return []
+
+    def dead_owners(self) -> set[str]:
+        return set()
 
     def daemon_pid(self) -> int | None:
         if self._lock_fd is not None:
