@@ -313,6 +313,15 @@ def _newer(url: str, version: int) -> StorageError:
     )
 
 
+# Which entries may go: first seen before the cutoff, not listed by their feed's last
+# parsed document (else the identity would be new again), no send still pending.
+_PRUNABLE = (
+    "e.first_seen < %s AND coalesce(e.last_listed, e.first_seen) < %s"
+    " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen) < f.last_parsed)"
+    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id AND o.status = 'pending')"
+)
+
+
 class PostgresStorage:
     """The Storage protocol on a PostgreSQL database (see the module docstring).
 
@@ -328,6 +337,7 @@ class PostgresStorage:
         self.path = shown(url)  # what messages name
         self.readonly = readonly
         self._local = threading.local()
+        self._prune_from: tuple[datetime, int] | None = None  # where prune_history goes on
         self._conns: list[psycopg.Connection[Any]] = []
         self._conns_lock = threading.Lock()
         self._owner: str | None = None  # set by lock_for_daemon: this instance's row
@@ -1295,20 +1305,27 @@ class PostgresStorage:
 
     @_retrying
     def prune_history(self, before: datetime, limit: int = 2000) -> int:
+        # As on SQLite: the search runs before the story lock is taken (a poll folding
+        # stories waits for the deletes alone) and goes on where the last batch of this
+        # pass ended, so entries an old feed still lists are passed over once a pass.
+        start, after = self._prune_from or (datetime.min.replace(tzinfo=UTC), -1)
+        rows = self._execute(
+            "SELECT e.id, e.first_seen FROM entries e JOIN feeds f ON f.key = e.feed"
+            f" WHERE (e.first_seen, e.id) > (%s, %s) AND {_PRUNABLE}"
+            " ORDER BY e.first_seen, e.id LIMIT %s",
+            (start, after, before, before, limit),
+        ).fetchall()
+        self._prune_from = (rows[-1][1], int(rows[-1][0])) if len(rows) == limit else None
+        if not rows:
+            return 0
         with self._transaction(_LOCK_STORIES) as db:
-            # Listed by its feed at or after the feed's last parse: still in the
-            # document, so its identity stays (or it would be new again).
+            # checked again: listed again or given a send since the search
             old = [
                 int(r[0])
                 for r in db.execute(
                     "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
-                    " WHERE e.first_seen < %s AND coalesce(e.last_listed, e.first_seen) < %s"
-                    " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen)"
-                    " < f.last_parsed)"
-                    " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id"
-                    " AND o.status = 'pending')"
-                    " ORDER BY e.first_seen LIMIT %s FOR UPDATE OF e SKIP LOCKED",
-                    (before, before, limit),
+                    f" WHERE e.id = ANY(%s) AND {_PRUNABLE} FOR UPDATE OF e SKIP LOCKED",
+                    ([int(r[0]) for r in rows], before, before),
                 )
             ]
             if not old:
