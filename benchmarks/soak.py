@@ -224,7 +224,11 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
         "polls": len(polls),
         "new_items": sum(polls.new),
         "errors": sum(polls.error),
-        "avg_cpu_share": total_cpu / wall,
+        # The mean of the samples: a total over the whole run would lose the CPU of
+        # every worker recycled on the way (only live processes are read).
+        "avg_cpu_share": (
+            sum(s["cpu_share"] for s in samples) / len(samples) if samples else total_cpu / wall
+        ),
         "worst_late": late[-1] if late else None,
         "p99_late": late[int(len(late) * 0.99)] if late else None,
         "median_late": late[len(late) // 2] if late else None,
