@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_round import RULES, _free_port, _r2e_config, _wait_port
 from farm import Farm
+from measure import compile_package
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -290,6 +291,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=OUT / "RESULTS-oneshot.md")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
+    compile_package(*([args.against] if args.against else []))
     results = bench(args.feeds, args.changed, args.repeat, not args.no_peers, args.against)
     command = "python benchmarks/bench_oneshot.py " + " ".join(sys.argv[1:])
     text = report(results, args.feeds, args.changed, command.strip())

@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from farm import Farm
-from measure import CountingExecutor, Sampler, StallTicker, Tree, cpu_delta
+from measure import CountingExecutor, Sampler, StallTicker, Tree, compile_package, cpu_delta
 
 from monitor.app import App, pool_size, process_pool
 from monitor.config import Config, parse_config
@@ -567,6 +567,7 @@ def main() -> None:
         "--instances", help="e.g. 1,2,3: processes sharing each round on --db (PostgreSQL)"
     )
     args = parser.parse_args()
+    compile_package()  # the pool workers start as from an installed package
     global WORKERS, DB
     WORKERS = args.workers
     if args.instances:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_round import OUT, PEERS, make_config
 from farm import ITEMS, Farm
-from measure import StallTicker, Tree, cpu_delta, pss_mb, rss_mb
+from measure import StallTicker, Tree, compile_package, cpu_delta, pss_mb, rss_mb
 
 from monitor.app import App, process_pool
 from monitor.config import FeedSpec
@@ -259,6 +259,7 @@ def main() -> None:
     parser.add_argument("--retention", type=float, help="settings.retention, seconds")
     parser.add_argument("--prune-every", type=float, help="seconds between prunes")
     args = parser.parse_args()
+    compile_package()  # the pool workers start as from an installed package
     OUT.mkdir(exist_ok=True)
     farm = Farm(args.feeds, change_share=args.change_share, change_interval=args.interval)
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp, farm:

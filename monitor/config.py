@@ -12,6 +12,7 @@ prints or logs can mask it (see ``redact``).
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import re
@@ -1041,8 +1042,23 @@ def _feeds(ld: _Loader, node: Node) -> tuple[FeedSpec, ...]:
             ld.error(url_node, f"duplicate feed url {url!r}")
             continue
         seen_urls[url] = url_node
-        out.append(FeedSpec(**{k: v for k, v in values.items() if v is not None}))
+        out.append(FeedSpec(**{k: _own(v) for k, v in values.items() if v is not None}))
     return tuple(out)
+
+
+def _own(value: Any) -> Any:
+    """A copy of a feed's strings that shares no memory with the YAML nodes.
+
+    The nodes of a 100,000-feed config take some 200 MB while it loads. Feeds that
+    kept the nodes' own strings kept a few live objects in nearly every block of that
+    memory, so none of it went back to the system: the daemon stayed at 240 MB with
+    23 MB in use. With copies made while the nodes live (in fresh blocks), the nodes'
+    blocks empty out entirely when they go (70 MB)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+    if isinstance(value, tuple):
+        return tuple(_own(v) for v in value)
+    return value
 
 
 def _rules(
@@ -1121,6 +1137,19 @@ def parse_config(
     loading apprise (``monitor poll``, which may have nothing to send): the
     Config lists them in ``unchecked`` for ``check_notifiers``.
     """
+    # The nodes and records of a big config make no reference cycles, but their
+    # number triggers the cyclic collector again and again: at 100,000 feeds it
+    # cost a second of the 2.5 s. Paused here, and back as it was after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_config(text, path, env, check_notifiers)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse_config(text: str, path: Path, env: Mapping[str, str], check_notifiers: bool) -> Config:
     ld = _Loader(path.name, env, check_notifiers)
     ld.text = text
     try:

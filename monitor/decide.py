@@ -310,9 +310,26 @@ def carry_over(claims: Sequence[Claim], stored: Sequence[StoredFeed]) -> list[Ca
     surest first, then the most recently polled stored feed, then the
     order of the config; a new URL that loses out starts as a new feed.
     """
+    # Only the pairs that share a URL, a URL identity or a name can be alike: found
+    # by index, not by comparing every new URL with every stored feed (a config whose
+    # 100,000 URLs all changed at once, to https say, was 10^10 comparisons).
+    by_url: dict[str, set[int]] = {}
+    by_identity: dict[str, set[int]] = {}
+    by_name: dict[str, set[int]] = {}
+    for si, feed in enumerate(stored):
+        for url in (feed.polled, *feed.earlier):
+            by_url.setdefault(url, set()).add(si)
+        for url in (feed.configured, feed.polled, *feed.earlier):
+            by_identity.setdefault(url_identity(url), set()).add(si)
+        if feed.name is not None:
+            by_name.setdefault(feed.name, set()).add(si)
     scored = []
     for ci, claim in enumerate(claims):
-        for si, feed in enumerate(stored):
+        candidates = by_url.get(claim.url, set()) | by_identity.get(url_identity(claim.url), set())
+        if claim.name is not None:
+            candidates = candidates | by_name.get(claim.name, set())
+        for si in sorted(candidates):
+            feed = stored[si]
             score, reason = _likeness(claim, feed)
             if score:
                 polled = feed.last_poll.timestamp() if feed.last_poll else float("-inf")
@@ -320,16 +337,16 @@ def carry_over(claims: Sequence[Claim], stored: Sequence[StoredFeed]) -> list[Ca
     scored.sort()
     taken_claims: dict[int, tuple[int, str]] = {}  # claim -> (stored feed, reason)
     taken_stored: set[int] = set()
+    wanted_by: dict[int, list[int]] = {}  # stored feed -> the claims alike, surest first
     for _score, _polled, ci, si, reason in scored:
+        wanted_by.setdefault(si, []).append(ci)
         if ci in taken_claims or si in taken_stored:
             continue
         taken_claims[ci] = (si, reason)
         taken_stored.add(si)
     out = []
     for ci, (si, reason) in sorted(taken_claims.items()):
-        rivals = tuple(
-            claims[c].url for _s, _p, c, s, _r in scored if s == si and c not in taken_claims
-        )
+        rivals = tuple(claims[c].url for c in wanted_by[si] if c not in taken_claims)
         out.append(Carry(claims[ci].url, stored[si].key, stored[si].configured, reason, rivals))
     return out
 

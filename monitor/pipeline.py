@@ -64,6 +64,34 @@ class PollOutcome:
     seconds: float = 0.0  # how long the poll took
 
 
+# At most this many polls' states in one transaction (its write lock held some 20 ms).
+_STATE_BATCH = 500
+
+
+class _Turn:
+    """A poll's slot: a poll slot while it fetches, then (``to_parse``) a parse slot."""
+
+    def __init__(self, poll: asyncio.Semaphore, parse: asyncio.Semaphore) -> None:
+        self._poll, self._parse = poll, parse
+        self._held: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> _Turn:
+        await self._poll.acquire()
+        self._held = self._poll
+        return self
+
+    async def to_parse(self) -> None:
+        if self._held is self._poll:
+            await self._parse.acquire()  # cancelled here: the poll slot is still held
+            self._poll.release()
+            self._held = self._parse
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+
+
 class Stopped(Exception):
     """The poller was stopped (shutdown) before this poll could start."""
 
@@ -101,8 +129,17 @@ class Poller:
         # held in memory while they wait: a cold round fetches far faster
         # than the workers parse.
         self._offload_slots = asyncio.Semaphore(offload_limit)
+        # A poll holds a poll slot while it fetches, and trades it for a parse slot
+        # once its document is to be parsed: the feeds that answer 304 go on being
+        # polled while the changed ones wait for the workers (a burst of changed feeds
+        # held every slot for the length of their parsing). At most ``poll_limit`` of
+        # each: that many bodies fetched and that many waiting for the workers.
         self._poll_slots = asyncio.Semaphore(poll_limit)
+        self._parse_slots = asyncio.Semaphore(poll_limit)
         self._stopped = False
+        # Group commit of the polls that brought nothing new (see _save_state).
+        self._states: list[tuple[FeedState, list[Any], asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Start no more polls: a poll still waiting for its turn raises ``Stopped``.
@@ -146,18 +183,25 @@ class Poller:
         ``state`` is the feed's stored state when the caller has it (the
         scheduler claims due feeds with their state); else it is read. A
         paused feed is not fetched (its outcome has no next due time) unless
-        ``force``. At most ``poll_limit`` polls run at once; the rest wait
-        their turn, so a round of thousands of due feeds holds only that many
-        bodies in memory. Raises ``Stopped`` when ``stop`` was called before
-        its turn came.
+        ``force``. At most ``poll_limit`` polls fetch at once, and as many
+        more wait for (or run in) the workers; the rest wait their turn, so a
+        round of thousands of due feeds holds only that many bodies in
+        memory. Raises ``Stopped`` when ``stop`` was called before its turn
+        came.
         """
-        async with self._poll_slots:
+        async with _Turn(self._poll_slots, self._parse_slots) as turn:
             if self._stopped:
                 raise Stopped(feed.url)
-            return await self._poll(feed, state, dry_run=dry_run, force=force)
+            return await self._poll(feed, state, turn, dry_run=dry_run, force=force)
 
     async def _poll(
-        self, feed: FeedSpec, state: FeedState | None, *, dry_run: bool, force: bool
+        self,
+        feed: FeedSpec,
+        state: FeedState | None,
+        turn: _Turn,
+        *,
+        dry_run: bool,
+        force: bool,
     ) -> PollOutcome:
         ctx = self._context()
         config = ctx.config
@@ -195,6 +239,7 @@ class Poller:
                     poisoned=True,
                 )
             else:
+                await turn.to_parse()
                 intents = await self._parsed(ctx, feed, policy, state, result, body_hash, now)
             if intents.error and not intents.commits_entries:  # the document failed
                 outcome, error_kind = "error", "parse"
@@ -283,7 +328,56 @@ class Poller:
                 list(intents.listed),
             )
         else:
-            await self._store(self._storage.save_feed_state, intents.state, list(intents.notices))
+            await self._save_state(intents.state, list(intents.notices))
+
+    async def _save_state(self, state: FeedState, notices: list[Any]) -> None:
+        """Store the state of a poll that brought no entries (304, unchanged, an error),
+        committed together with the others that came in while the last write ran: a
+        round of 1,000 unchanged feeds is a few transactions instead of 1,000, each of
+        which cost a thread hop and a commit. Returns once this state is stored."""
+        if self._db is None:  # no store threads: at once, inline
+            self._storage.save_feed_state(state, notices)
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._states.append((state, notices, done))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_states())
+        await done
+
+    async def _write_states(self) -> None:
+        batch: list[tuple[FeedState, list[Any], asyncio.Future[None]]] = []
+        try:
+            while self._states:
+                batch, self._states = self._states[:_STATE_BATCH], self._states[_STATE_BATCH:]
+                await self._write_batch(batch)
+        except BaseException:  # cancelled (the loop shuts down): nobody waits for ever
+            for _s, _n, done in batch + self._states:
+                done.cancel()
+            self._states = []
+            raise
+        finally:
+            self._writing = None
+
+    async def _write_batch(
+        self, batch: list[tuple[FeedState, list[Any], asyncio.Future[None]]]
+    ) -> None:
+        try:
+            await self._store(self._storage.save_feed_states, [(s, n) for s, n, _ in batch])
+        except Exception:
+            # One state that can't be written must not fail the others': each alone.
+            for state, notices, done in batch:
+                try:
+                    await self._store(self._storage.save_feed_state, state, notices)
+                except Exception as exc:
+                    if not done.done():
+                        done.set_exception(exc)
+                else:
+                    if not done.done():
+                        done.set_result(None)
+            return
+        for _s, _n, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     async def _analyze(
         self,

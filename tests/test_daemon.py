@@ -626,7 +626,7 @@ def test_a_feed_keeps_its_entries_when_its_url_is_edited_or_moves_permanently(
         ]
     finally:
         code, _ = daemon.stop()
-    assert code == 0 and "Traceback" not in daemon.text()
+    assert code == 0 and "Traceback" not in daemon.text(), daemon.text()[-6000:]
 
 
 def test_a_gone_feed_waits_for_a_resume_and_a_paused_feed_is_not_polled(
@@ -667,4 +667,4 @@ def test_a_gone_feed_waits_for_a_resume_and_a_paused_feed_is_not_polled(
         assert wait_for(lambda: len(chat.alerts()) == 2, 15), daemon.text()
     finally:
         code, _ = daemon.stop()
-    assert code == 0 and "Traceback" not in daemon.text()
+    assert code == 0 and "Traceback" not in daemon.text(), daemon.text()[-6000:]

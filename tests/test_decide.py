@@ -412,6 +412,32 @@ def test_equally_sure_claims_go_in_config_order_and_one_url_continues_one_feed()
     assert carry_over([Claim("https://x.example/feed")], stored)[0].rivals == ()
 
 
+def test_carry_over_compares_only_the_feeds_that_share_a_url_identity_or_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every URL of a big config changed at once (to https, say): each new URL is
+    matched by index to its stored feed, not compared with every stored feed."""
+    n = 400
+    stored = [_stored(f"http://site{i}.example/feed", name=f"Feed {i}") for i in range(n)]
+    claims = [Claim(f"https://site{i}.example/feed", name=f"Feed {i}") for i in range(n)]
+    stored.append(_stored("http://gone.example/feed"))  # listed no more, like nothing new
+    calls = 0
+    identity = decide.url_identity
+
+    def counted(url: str) -> str:
+        nonlocal calls
+        calls += 1
+        return identity(url)
+
+    monkeypatch.setattr(decide, "url_identity", counted)
+    carried = carry_over(claims, stored)
+    assert [(c.url, c.key) for c in carried] == [
+        (f"https://site{i}.example/feed", f"http://site{i}.example/feed") for i in range(n)
+    ]
+    # each URL's identity a few times; comparing every pair took 3 x n x n
+    assert calls <= 6 * (n + 1), calls
+
+
 # --------------------------------------------------------------------------
 # due times from the store: the plan at start, `interval: auto`
 

@@ -146,6 +146,37 @@ def test_a_worker_whose_memory_grew_past_recycle_rss_is_replaced_after_its_call(
         pool.shutdown()
 
 
+_RSS = "int(open('/proc/self/statm').read().split()[1]) * __import__('os').sysconf('SC_PAGE_SIZE')"
+# 80 MB of C-heap blocks (bytes over pymalloc's 512), one in a hundred kept alive
+# (in builtins, past the call): the heap left in pieces, as parsing leaves it.
+_CHURN = """
+import builtins
+blocks = [bytes(1000) for _ in range(80_000)]
+builtins._kept = blocks[::100]
+del blocks
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_memory_a_call_freed_is_handed_back_before_its_worker_counts_as_grown() -> None:
+    probe = WorkerPool(1, recycle_rss=0)
+    try:
+        base = probe.submit(eval, _RSS).result(30)
+    finally:
+        probe.shutdown()
+    pool = WorkerPool(1, recycle_rss=base + 40 * MB)
+    restarts: list[str] = []
+    pool.on_restart = restarts.append
+    try:
+        first = pool.submit(os.getpid).result(30)
+        pool.submit(exec, _CHURN).result(30)  # some 80 MB freed, 0.8 MB kept
+        assert pool.submit(os.getpid).result(30) == first, "recycled: the free pages counted"
+        assert pool.submit(eval, _RSS).result(30) < base + 40 * MB
+        assert restarts == []
+    finally:
+        pool.shutdown()
+
+
 CEILING = 100 * MB
 TOO_LARGE = r"document too large to parse \(over the worker memory limit of 100 MB\)"
 

@@ -679,6 +679,47 @@ def test_due_feeds_are_claimed_with_a_lease_once_and_never_when_paused_or_not_co
     b.close()
 
 
+def _claim_steps(store: SQLiteStorage, now: datetime) -> tuple[int, int]:
+    """SQLite virtual-machine steps (counted by its progress handler, in units of 100)
+    that one claim of due feeds takes, and how many feeds it claimed."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    db = store._db  # this thread's connection
+    db.set_progress_handler(count, 100)
+    try:
+        claimed = store.claim_due_feeds(now, "A", now + timedelta(seconds=15), 50)
+    finally:
+        db.set_progress_handler(None, 100)
+    store.release_feeds(None, "A")
+    return steps, len(claimed)
+
+
+def test_claiming_due_feeds_reads_the_due_ones_not_every_feed(tmp_path: Path) -> None:
+    """A tick (four a second) claims the few due feeds; with 100,000 feeds its search
+    read the whole index whenever fewer than the limit were due (10 ms a tick)."""
+    store = SQLiteStorage(tmp_path / "monitor.db")
+    late = [f"https://due{i}.example/rss" for i in range(5)]
+    new = [f"https://new{i}.example/rss" for i in range(3)]  # never polled: due at once
+    store.ensure_feeds([FeedRef(u) for u in late + new])
+    store.set_due([(u, T0 - timedelta(minutes=i + 1)) for i, u in enumerate(late)])
+    steps_few, claimed = _claim_steps(store, T0)
+    assert claimed == 8
+    later = [f"https://later{i}.example/rss" for i in range(6000)]
+    store.ensure_feeds([FeedRef(u) for u in late + new + later])
+    store.set_due([(u, T0 + timedelta(seconds=1 + i)) for i, u in enumerate(later)])
+    store.set_due([(u, T0 - timedelta(minutes=i + 1)) for i, u in enumerate(late)])
+    steps_many, claimed = _claim_steps(store, T0)
+    assert claimed == 8  # the same due feeds: never polled first, then oldest due
+    # 6,000 feeds not yet due are not read (the whole index is some 600 units)
+    assert steps_many <= steps_few + 20, (steps_few, steps_many)
+    store.close()
+
+
 def test_history_past_the_retention_is_pruned_but_never_an_entry_the_feed_still_lists(
     store: Storage,
 ) -> None:
@@ -1008,6 +1049,28 @@ def test_pause_survives_polls_and_resume_clears_gone_and_the_failed_document(
     )
     assert state.next_due == T0
     assert store.meta()["feeds_changed"] != first
+
+
+def test_states_of_several_polls_are_stored_together_with_their_notices(
+    store: Storage,
+) -> None:
+    other = "https://b.example/rss"
+    store.ensure_feeds([FeedRef(FEED), FeedRef(other)])
+    notice = Notice("feed_failing", "feed b failing", "HTTP 500")
+    store.save_feed_states(
+        [
+            (_state(store, last_status=304, last_poll=T0, next_due=T0 + timedelta(minutes=15)), []),
+            (
+                replace(store.feed_state(other), last_status=500, error_count=3, last_poll=T0),
+                [("chat", 1, notice)],
+            ),
+        ]
+    )
+    a, b = store.feed_state(FEED), store.feed_state(other)
+    assert (a.last_status, a.next_due) == (304, T0 + timedelta(minutes=15))
+    assert (b.last_status, b.error_count) == (500, 3)
+    assert [d.payload for d in store.due_deliveries(T0 + timedelta(minutes=1))] == [notice]
+    store.save_feed_states([])  # nothing to write: no error
 
 
 def test_feed_states_keep_when_a_poll_last_brought_a_new_entry(store: Storage) -> None:

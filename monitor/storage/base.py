@@ -334,6 +334,12 @@ class Storage(Protocol):
         is sent exactly when its state says so.
         """
 
+    def save_feed_states(
+        self, polls: Sequence[tuple[FeedState, Sequence[tuple[str, int, Notice]]]]
+    ) -> None:
+        """``save_feed_state`` for several polls in one transaction: the state writes of
+        a round of polls that brought nothing new (most of them) committed together."""
+
     def seen(self, key: str, identities: Sequence[str], links: Sequence[str]) -> set[str]:
         """Which of these identities, or links, the feed (by ``FeedState.key``) has had."""
 

@@ -753,6 +753,15 @@ class PostgresStorage:
             self._write_state(db, state)
             self._notices(db, notices, state.last_poll or datetime.now(UTC))
 
+    def save_feed_states(
+        self, polls: Sequence[tuple[FeedState, Sequence[tuple[str, int, Notice]]]]
+    ) -> None:
+        with self._transaction() as db:
+            for state, notices in polls:
+                self._write_state(db, state)
+                if notices:
+                    self._notices(db, notices, state.last_poll or datetime.now(UTC))
+
     def pause_feed(self, key: str) -> None:
         self._control("UPDATE feeds SET paused = TRUE WHERE key = %s", (key,))
 

@@ -277,6 +277,11 @@ class SQLiteStorage:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        # Write transactions of this process's threads take turns here: SQLite's own
+        # lock makes a loser sleep 1, 2, 5, 10... ms and ask again (its busy handler),
+        # which cost a one-shot round of 1,000 quick state writes a fifth of its time.
+        # Other processes still meet at SQLite's lock (busy_timeout).
+        self._write_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._prune_from: tuple[float, int] | None = None  # where prune_history goes on
         try:
@@ -324,13 +329,14 @@ class SQLiteStorage:
     def _transaction(self) -> Iterator[None]:
         """One write transaction on this thread's connection (BEGIN IMMEDIATE: the
         write lock is taken at once, so the transaction never fails half-way on it)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._write_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -400,11 +406,18 @@ class SQLiteStorage:
         with self._transaction():
             carried = self._sync_feeds(refs)
             # Only the feeds the config lists are polled (the others keep their
-            # entries, in case they come back or another URL continues them).
-            self._db.execute("UPDATE feeds SET active = 0 WHERE active = 1")
-            self._db.executemany(
-                "UPDATE feeds SET active = 1 WHERE configured = ?", [(u,) for u in wanted]
-            )
+            # entries, in case they come back or another URL continues them). Only
+            # the flags that change are written: a first start inserts 100,000 feeds
+            # already active, and rewriting each flag again cost most of a second.
+            flips = [
+                (int(want), str(url))
+                for url, active in self._db.execute(
+                    "SELECT configured, active FROM feeds WHERE configured IS NOT NULL"
+                )
+                if bool(active) != (want := str(url) in wanted)
+            ]
+            self._db.executemany("UPDATE feeds SET active = ? WHERE configured = ?", flips)
+            self._db.execute("UPDATE feeds SET active = 0 WHERE active = 1 AND configured IS NULL")
         return carried
 
     def _sync_feeds(self, refs: list[FeedRef]) -> list[CarriedOver]:
@@ -587,16 +600,24 @@ class SQLiteStorage:
     ) -> list[FeedState]:
         if limit <= 0:
             return []
+        # Never polled (NULL, first in the index) and due (a range of feeds_due) as two
+        # searches merged in order: "next_due IS NULL OR next_due <= ?" bounds no range,
+        # and with fewer due feeds than the limit (every tick but the busiest) SQLite
+        # read the whole index: 10 ms at 100,000 feeds, four times a second.
+        t = now.timestamp()
         with self._transaction():
             keys = [
                 r[0]
                 for r in self._db.execute(
                     "UPDATE feeds SET leased_by = ?, lease_until = ? WHERE key IN ("
-                    " SELECT key FROM feeds WHERE active = 1 AND paused = 0"
-                    " AND (next_due IS NULL OR next_due <= ?)"
-                    " AND (lease_until IS NULL OR lease_until <= ?)"
-                    " ORDER BY next_due LIMIT ?) RETURNING key",
-                    (owner, until.timestamp(), now.timestamp(), now.timestamp(), limit),
+                    " SELECT key FROM ("
+                    "  SELECT key, next_due FROM feeds WHERE active = 1 AND paused = 0"
+                    "  AND next_due IS NULL AND (lease_until IS NULL OR lease_until <= ?)"
+                    "  UNION ALL"
+                    "  SELECT key, next_due FROM feeds WHERE active = 1 AND paused = 0"
+                    "  AND next_due <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+                    "  ORDER BY next_due LIMIT ?)) RETURNING key",
+                    (owner, until.timestamp(), t, t, t, limit),
                 )
             ]
         if not keys:
@@ -727,6 +748,14 @@ class SQLiteStorage:
         with self._transaction():
             self._write_state(state)
             self._notices(notices, state.last_poll or datetime.now(UTC))
+
+    def save_feed_states(
+        self, polls: Sequence[tuple[FeedState, Sequence[tuple[str, int, Notice]]]]
+    ) -> None:
+        with self._transaction():
+            for state, notices in polls:
+                self._write_state(state)
+                self._notices(notices, state.last_poll or datetime.now(UTC))
 
     def pause_feed(self, key: str) -> None:
         self._control("UPDATE feeds SET paused = 1 WHERE key = ?", (key,))
