@@ -361,22 +361,22 @@ class Poller:
     async def _write_batch(
         self, batch: list[tuple[FeedState, list[Any], asyncio.Future[None]]]
     ) -> None:
+        failed: dict[int, Exception] = {}
         try:
             await self._store(self._storage.save_feed_states, [(s, n) for s, n, _ in batch])
         except Exception:
             # One state that can't be written must not fail the others': each alone.
-            for state, notices, done in batch:
+            for i, (state, notices, _done) in enumerate(batch):
                 try:
                     await self._store(self._storage.save_feed_state, state, notices)
                 except Exception as exc:
-                    if not done.done():
-                        done.set_exception(exc)
-                else:
-                    if not done.done():
-                        done.set_result(None)
-            return
-        for _s, _n, done in batch:
-            if not done.done():
+                    failed[i] = exc
+        for i, (_s, _n, done) in enumerate(batch):
+            if done.done():  # its poll was cancelled meanwhile
+                continue
+            if i in failed:
+                done.set_exception(failed[i])
+            else:
                 done.set_result(None)
 
     async def _analyze(

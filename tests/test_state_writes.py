@@ -50,7 +50,7 @@ class Calls:
         self.batches: list[int] = []
         self.single = 0
         store = app.storage
-        batch, single = store.save_feed_states, store.save_feed_state
+        batch = store.save_feed_states  # the real one (SQLite's single write is a batch of one)
 
         def save_feed_states(polls: Any) -> None:
             self.batches.append(len(polls))
@@ -62,7 +62,7 @@ class Calls:
             self.single += 1
             if state.key == fail_key:
                 raise RuntimeError(f"can't write {state.key}")
-            single(state, notices)
+            batch([(state, notices)])
 
         store.save_feed_states = save_feed_states  # type: ignore[method-assign]
         store.save_feed_state = save_feed_state  # type: ignore[method-assign]

@@ -745,9 +745,7 @@ class SQLiteStorage:
     def save_feed_state(
         self, state: FeedState, notices: Sequence[tuple[str, int, Notice]] = ()
     ) -> None:
-        with self._transaction():
-            self._write_state(state)
-            self._notices(notices, state.last_poll or datetime.now(UTC))
+        self.save_feed_states([(state, notices)])
 
     def save_feed_states(
         self, polls: Sequence[tuple[FeedState, Sequence[tuple[str, int, Notice]]]]
