@@ -222,7 +222,6 @@ def _display(text: str, *, html: bool) -> str:
     return " ".join(text.split())
 
 
-@functools.cache
 def prepare(
     *,
     title: str,

@@ -91,6 +91,7 @@ class Intents:
     state: FeedState
     records: tuple[NewEntry, ...] = ()  # with records (or listed), the poll commits entries
     listed: tuple[str, ...] = ()  # known identities the document still lists
+    parsed: bool = False  # the document was parsed: what it no longer lists may go
     notices: Notices = ()
     label: str = ""
     error: str | None = None  # the poll failed (or an entry failed to match)
@@ -102,7 +103,7 @@ class Intents:
 
     @property
     def commits_entries(self) -> bool:
-        return bool(self.records or self.listed)
+        return bool(self.records or self.listed or self.parsed)
 
 
 # -- the interval -----------------------------------------------------------------
@@ -391,6 +392,7 @@ def parsed(
         state=state,
         records=tuple(records),
         listed=listed,
+        parsed=True,
         notices=_notices(policy, name, errors_before, 0, None),
         label=name,
         error=match_error,

@@ -96,3 +96,47 @@ def test_prepare_html_fields_choose_which_fields_are_html() -> None:
     doc = prepare(title="<b>x</b>", summary="<b>y</b>", content="", html_fields=frozenset())
     assert doc.fields["title"] == "<b>x</b>"
     assert doc.fields["summary"] == "<b>y</b>"
+
+
+def test_a_worker_keeps_nothing_of_the_entries_it_has_matched() -> None:
+    """A pool worker analyzes thousands of entries an hour, each once. Their normalized
+    documents were kept in a cache without bound (an article's text, twice, per entry):
+    the workers of a 100,000-feed soak grew by 30 MB a minute until recycled."""
+    import gc
+    import tracemalloc
+
+    from monitor.analyze import analyze
+    from monitor.types import FeedEntry, RuleSpec
+
+    rules = (RuleSpec(name="ds", keywords=("DeepSeek",)),)
+    article = "Die KI-Modelle von DeepSeek laufen jetzt auf Azure. " * 80  # 4 KB
+
+    def entries(start: int) -> list[FeedEntry]:
+        return [
+            FeedEntry(
+                identity=f"e{n}",
+                guid=f"e{n}",
+                link=f"https://news.example/{n}",
+                title=f"Meldung {n}",
+                summary=f"<p>Zusammenfassung {n}</p>",
+                content="",
+                published=None,
+            )
+            for n in range(start, start + 20)
+        ]
+
+    analyze(rules, entries(0), {}, "Feed", ())  # compiles the rules once, imports lxml
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for call in range(1, 11):  # 200 entries, each with its own article text
+            batch = entries(call * 20)
+            texts = {e.identity: f"{e.identity}: {article}" for e in batch}
+            assert all(a.matches for a in analyze(rules, batch, texts, "Feed", ()))
+            del batch, texts
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 300_000, f"{kept:,} bytes kept after 200 entries"

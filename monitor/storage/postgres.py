@@ -216,6 +216,15 @@ MIGRATIONS: tuple[str, ...] = (
         created TIMESTAMPTZ NOT NULL
     );
     """,
+    # 2: whether the feed's last parsed document lists an entry, kept on the entry, so
+    # that pruning reads the unlisted ones by index instead of passing over every entry
+    # an old feed still lists on each pass.
+    """
+    ALTER TABLE entries ADD COLUMN listed BOOLEAN NOT NULL DEFAULT TRUE;
+    UPDATE entries e SET listed = FALSE FROM feeds f WHERE f.key = e.feed
+        AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen) < f.last_parsed);
+    CREATE INDEX entries_unlisted ON entries (first_seen, id) WHERE NOT listed;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -313,11 +322,11 @@ def _newer(url: str, version: int) -> StorageError:
     )
 
 
-# Which entries may go: first seen before the cutoff, not listed by their feed's last
-# parsed document (else the identity would be new again), no send still pending.
+# Which entries may go: not listed by their feed's last parsed document (else the
+# identity would be new again), first seen and last listed before the cutoff, no send
+# still pending. `NOT e.listed` keeps the search on the entries_unlisted index.
 _PRUNABLE = (
-    "e.first_seen < %s AND coalesce(e.last_listed, e.first_seen) < %s"
-    " AND (f.last_parsed IS NULL OR coalesce(e.last_listed, e.first_seen) < f.last_parsed)"
+    "NOT e.listed AND e.first_seen < %s AND coalesce(e.last_listed, e.first_seen) < %s"
     " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entry = e.id AND o.status = 'pending')"
 )
 
@@ -812,7 +821,8 @@ class PostgresStorage:
             self._notices(db, notices, now)
             if listed:
                 db.execute(
-                    "UPDATE entries SET last_listed = %s WHERE feed = %s AND identity = ANY(%s)",
+                    "UPDATE entries SET last_listed = %s, listed = TRUE"
+                    " WHERE feed = %s AND identity = ANY(%s)",
                     (now, state.key, list(listed)),
                 )
             # One statement for the entries, one batch each for their rows: a poll is a
@@ -872,6 +882,13 @@ class PostgresStorage:
                 " next_attempt, created, priority) VALUES (%s,%s,%s,%s,%s,%s,%s)"
                 " ON CONFLICT DO NOTHING",
                 outbox,
+            )
+            # what the document no longer lists (it was listed before it was parsed);
+            # a feed never parsed lists nothing
+            db.execute(
+                "UPDATE entries SET listed = FALSE WHERE feed = %s AND listed"
+                " AND coalesce(last_listed, first_seen) < %s",
+                (state.key, state.last_parsed or datetime.max.replace(tzinfo=UTC)),
             )
         return ids
 
@@ -1314,12 +1331,13 @@ class PostgresStorage:
 
     @_retrying
     def prune_history(self, before: datetime, limit: int = 2000) -> int:
-        # As on SQLite: the search runs before the story lock is taken (a poll folding
-        # stories waits for the deletes alone) and goes on where the last batch of this
-        # pass ended, so entries an old feed still lists are passed over once a pass.
+        # As on SQLite: the search reads the unlisted entries alone, by index, before
+        # the story lock is taken (a poll folding stories waits for the deletes alone),
+        # and goes on where the last batch of this pass ended, so entries kept for a
+        # pending send or a recent listing are passed over once a pass.
         start, after = self._prune_from or (datetime.min.replace(tzinfo=UTC), -1)
         rows = self._execute(
-            "SELECT e.id, e.first_seen FROM entries e JOIN feeds f ON f.key = e.feed"
+            "SELECT e.id, e.first_seen FROM entries e"
             f" WHERE (e.first_seen, e.id) > (%s, %s) AND {_PRUNABLE}"
             " ORDER BY e.first_seen, e.id LIMIT %s",
             (start, after, before, before, limit),
@@ -1332,8 +1350,8 @@ class PostgresStorage:
             old = [
                 int(r[0])
                 for r in db.execute(
-                    "SELECT e.id FROM entries e JOIN feeds f ON f.key = e.feed"
-                    f" WHERE e.id = ANY(%s) AND {_PRUNABLE} FOR UPDATE OF e SKIP LOCKED",
+                    f"SELECT e.id FROM entries e WHERE e.id = ANY(%s) AND {_PRUNABLE}"
+                    " FOR UPDATE OF e SKIP LOCKED",
                     ([int(r[0]) for r in rows], before, before),
                 )
             ]
