@@ -13,6 +13,7 @@ import asyncio
 import io
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,8 +47,6 @@ def _new(feed: str, n: int, at: datetime) -> NewEntry:
 
 def _poll(store: SQLiteStorage, feed: str, at: datetime, new: range, listed: range) -> None:
     state = store.feed_state(feed)
-    from dataclasses import replace
-
     store.commit_poll(
         replace(state, last_poll=at, last_parsed=at),
         [_new(feed, n, at) for n in new],

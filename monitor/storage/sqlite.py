@@ -820,9 +820,6 @@ class SQLiteStorage:
                     f" WHERE feed = ? AND identity IN ({marks})",
                     (now.timestamp(), state.key, *chunk),
                 )
-            # what the document no longer lists (it was listed before it was parsed);
-            # a feed never parsed lists nothing
-            parsed = state.last_parsed.timestamp() if state.last_parsed else math.inf
             for new in entries:
                 e = new.entry
                 cur = self._db.execute(
@@ -883,6 +880,9 @@ class SQLiteStorage:
                         for o in outgoing
                     ],
                 )
+            # what the document no longer lists (it was listed before it was parsed);
+            # a feed never parsed lists nothing
+            parsed = state.last_parsed.timestamp() if state.last_parsed else math.inf
             self._db.execute(
                 "UPDATE entries SET listed = 0 WHERE feed = ? AND listed = 1"
                 " AND coalesce(last_listed, first_seen) < ?",
