@@ -11,11 +11,13 @@ import calendar
 import codecs
 import functools
 import hashlib
+import itertools
 import re
 import time
 import warnings
 import xml.sax
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -365,11 +367,153 @@ def _skip(body: bytes) -> tuple[frozenset[int], frozenset[int]]:
     return frozenset(hours), frozenset(days)
 
 
-def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+# -- known items ----------------------------------------------------------------
+#
+# A feed that changed usually differs from its last document by an item or two
+# and a date, and feedparser's time is per item. So each document's items are
+# indexed (a keyed hash of each item's bytes -> the identity it parsed to), and
+# the next document is parsed without the items that are byte for byte in that
+# index: they were seen, and all a poll needs of them is their identity (they
+# are still listed). The key is the document's prolog and root start tag (its
+# encoding, DOCTYPE, namespaces and xml:base) and its Content-Type: the same
+# bytes mean the same item only in the same context. Wherever the items can't
+# be told apart with certainty (nested or self-closing item tags, an item tag
+# inside a comment or CDATA section, xml:base between the root and the items,
+# a document that does not parse cleanly, fewer or more entries than items),
+# the document is parsed whole and not indexed, so the next poll parses whole.
+_ROOT_START = re.compile(
+    rb"<(?P<name>[A-Za-z_][\w:.-]*+)(?:\s++[^\s=<>/\"']++\s*+=\s*+(?:\"[^\"<]*+\"|'[^'<]*+'))*+\s*+>"
+)
+_ITEM_OF_ROOT = {b"rss": b"item", b"RDF": b"item", b"feed": b"entry"}
+_AFTER_NAME = (b" ", b"\t", b"\r", b"\n", b">")
+_MAX_IDENTITY = 2048  # bytes: an entry with a longer identity is not indexed
+
+
+def _item_spans(doc: bytes, content_type: str) -> tuple[bytes, list[tuple[int, int]]] | None:
+    """The key of ``doc``'s context and the (start, end) of each of its items, or None."""
+    first = _FIRST_ELEMENT.search(doc)
+    root = _ROOT_START.match(doc, first.start()) if first else None
+    if root is None:
+        return None
+    name = _ITEM_OF_ROOT.get(root.group("name").rpartition(b":")[2])
+    if name is None:
+        return None
+    opening, closing = b"<" + name, b"</" + name
+    spans: list[tuple[int, int]] = []
+    pos = root.end()
+    while (start := doc.find(opening, pos)) >= 0:
+        after = doc[start + len(opening) : start + len(opening) + 1]
+        if after not in _AFTER_NAME:
+            if after in (b"/", b""):
+                return None  # <item/>: not sure what it is
+            pos = start + 1  # <items> (RSS 1.0's list) or another element
+            continue
+        close = doc.find(closing, start)
+        end = doc.find(b">", close) + 1 if close >= 0 else 0
+        if end <= 0 or doc[close + len(closing) : end - 1].strip():
+            return None
+        if doc.find(opening, start + 1, close) >= 0 or len(spans) >= MAX_ENTRIES:
+            return None  # nested, or more than are read
+        spans.append((start, end))
+        pos = end
+    if not spans or b"xml:base" in doc[root.end() : spans[0][0]]:
+        return None
+    # An item tag inside a comment or a CDATA section (or one cut in two by an item
+    # boundary) shows as a piece of the document where they don't balance.
+    cuts = [0, *(i for span in spans for i in span), len(doc)]
+    for a, b in itertools.pairwise(cuts):
+        if doc.count(b"<![CDATA[", a, b) != doc.count(b"]]>", a, b):
+            return None
+        if doc.count(b"<!--", a, b) != doc.count(b"-->", a, b):
+            return None
+    context = content_type.encode("utf-8", "replace") + b"\0" + doc[: root.end()]
+    return hashlib.blake2b(context, digest_size=32).digest(), spans
+
+
+def _item_digest(key: bytes, item: bytes) -> bytes:
+    return hashlib.blake2b(item, digest_size=8, key=key).digest()
+
+
+def encode_items(pairs: Iterable[tuple[bytes, str]]) -> bytes:
+    """The index of a document's items (digest -> identity), compact, for the store."""
+    out = bytearray()
+    for digest, identity in pairs:
+        raw = identity.encode("utf-8", "surrogatepass")
+        if len(raw) > _MAX_IDENTITY:
+            return b""
+        out += digest + len(raw).to_bytes(2, "big") + raw
+    return zlib.compress(bytes(out), 1) if out else b""
+
+
+def decode_items(blob: bytes) -> dict[bytes, str]:
+    """``encode_items`` read back; {} for anything it did not write."""
+    try:
+        raw = zlib.decompress(blob) if blob else b""
+        out: dict[bytes, str] = {}
+        pos = 0
+        while pos < len(raw):
+            size = int.from_bytes(raw[pos + 8 : pos + 10], "big")
+            if pos + 10 + size > len(raw):
+                return {}
+            out[raw[pos : pos + 8]] = raw[pos + 10 : pos + 10 + size].decode(
+                "utf-8", "surrogatepass"
+            )
+            pos += 10 + size
+        return out
+    except (zlib.error, UnicodeDecodeError):
+        return {}
+
+
+def _feedparser(doc: bytes, response_headers: dict[str, str]) -> Any:
+    return feedparser.parse(
+        doc,
+        response_headers=response_headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+
+
+def _parse_known(
+    doc: bytes,
+    response_headers: dict[str, str],
+    known: bytes,
+) -> tuple[Any, list[tuple[bytes, str]], list[bytes] | None]:
+    """feedparser's result for ``doc`` without its items in the ``known`` index, those
+    items (digest, identity), and the digests of the items it parsed (None: the
+    document is not indexed)."""
+    split = _item_spans(doc, response_headers.get("content-type", ""))
+    if split is None:
+        return _feedparser(doc, response_headers), [], None
+    key, spans = split
+    digests = [_item_digest(key, doc[a:b]) for a, b in spans]
+    index = decode_items(known)
+    skipped = [i for i, d in enumerate(digests) if d in index]
+    if skipped:
+        kept = [d for d in digests if d not in index]
+        pieces, pos = [], 0
+        for i in skipped:
+            a, b = spans[i]
+            pieces.append(doc[pos:a])
+            pos = b
+        pieces.append(doc[pos:])
+        parsed = _feedparser(b"".join(pieces), response_headers)
+        if not parsed.get("bozo") and len(parsed.get("entries", ())) == len(kept):
+            return parsed, [(digests[i], index[digests[i]]) for i in skipped], kept
+    parsed = _feedparser(doc, response_headers)  # whole: nothing known, or unsure
+    if parsed.get("bozo") or len(parsed.get("entries", ())) != len(digests):
+        return parsed, [], None
+    return parsed, [], digests
+
+
+def parse_feed(
+    body: bytes, url: str, headers: Mapping[str, str] | None = None, known: bytes = b""
+) -> ParsedFeed:
     """Parse a fetched feed document; problems come back in ``error``.
 
-    Raises only MemoryError, or SystemError from C code out of memory (see the
-    worker pool's memory ceiling).
+    ``known`` is the index of the feed's last document (``ParsedFeed.items``):
+    its items that are here byte for byte are not parsed again, their identities
+    come back in ``known``. Raises only MemoryError, or SystemError from C code
+    out of memory (see the worker pool's memory ceiling).
     """
     if not body.strip():
         return ParsedFeed(title=None, link=None, entries=(), error="empty response body")
@@ -383,12 +527,7 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         clean, charset = sanitize_xml(body, response_headers)
         if charset:
             response_headers["content-type"] = f"application/xml; charset={charset}"
-        parsed = feedparser.parse(
-            clean,
-            response_headers=response_headers,
-            sanitize_html=False,
-            resolve_relative_uris=False,
-        )
+        parsed, skipped, digests = _parse_known(clean, response_headers, known)
     except UnsafeDocument as exc:
         return ParsedFeed(title=None, link=None, entries=(), error=str(exc))
     except (MemoryError, SystemError):
@@ -420,6 +559,9 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         note = f"the feed has {len(raw_entries)} entries; only the first {MAX_ENTRIES} are read"
         warning = f"{note}; {warning}" if warning else note
     entries = tuple(_entry(e, url) for e in raw_entries[:MAX_ENTRIES])
+    items = b""
+    if digests is not None:
+        items = encode_items([*zip(digests, (e.identity for e in entries), strict=True), *skipped])
     ttl: int | None = None
     raw_ttl = _text(feed.get("ttl")).strip()
     if raw_ttl.isdigit():
@@ -433,4 +575,6 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         skip_hours=hours,
         skip_days=days,
         warning=warning,
+        known=tuple(identity for _digest, identity in skipped),
+        items=items,
     )

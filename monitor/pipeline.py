@@ -273,7 +273,9 @@ class Poller:
         entries the store has not seen, their article pages and their matches."""
         crashed = False
         try:
-            doc = await self._offload(parse_feed, result.body, result.final_url, result.headers)
+            doc = await self._offload(
+                parse_feed, result.body, result.final_url, result.headers, state.items
+            )
         except WorkerError as exc:
             doc = _unusable(f"parsing failed: {exc}")
             crashed = exc.crashed
@@ -291,11 +293,15 @@ class Poller:
         config = ctx.config
         name = policy.name or doc.title or feed.url
         entries = decide.unique_entries(doc.entries)
-        seen = await self._store(
-            self._storage.seen,
-            state.key,
-            [e.identity for e in entries],
-            [e.link for e in entries if e.link],
+        seen = (
+            await self._store(
+                self._storage.seen,
+                state.key,
+                [e.identity for e in entries],
+                [e.link for e in entries if e.link],
+            )
+            if entries
+            else set()
         )
         new = [e for e in entries if e.identity not in seen and (e.link or "") not in seen]
         fresh = [e for e in new if decide.is_fresh(e, now, policy.max_age)]

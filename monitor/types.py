@@ -76,6 +76,11 @@ class ParsedFeed:
     skip_days: frozenset[int] = frozenset()  # 0=Monday, RSS <skipDays>
     error: str | None = None  # set when the document was not a usable feed
     warning: str | None = None  # recoverable problems (feedparser's bozo)
+    # Items byte for byte as in the last document (not parsed again): their identities,
+    # in document order, and the index of this document's items for the next poll
+    # (parse.encode_items; b"" when the document could not be indexed).
+    known: tuple[str, ...] = ()
+    items: bytes = b""
 
 
 # --------------------------------------------------------------------------

@@ -311,6 +311,7 @@ def parsed(
         failed_error=None,
         failed_tries=0,
         last_parsed=now,
+        items=doc.items,
     )
     if got.articles_tried:
         state = replace(state, article_error=got.article_error)
@@ -335,6 +336,7 @@ def parsed(
             last_modified=polled.last_modified,
             body_hash=polled.body_hash,
             last_error=match_error,
+            items=b"",  # these entries are in the index but not recorded: parse them again
         )
 
     records: list[NewEntry] = []
@@ -387,7 +389,7 @@ def parsed(
     due = _next_due(policy, state, now, result, doc, rng)
     state = replace(state, next_due=due)
     new_ids = {e.identity for e in got.new}
-    listed = tuple(e.identity for e in got.entries if e.identity not in new_ids)
+    listed = tuple(e.identity for e in got.entries if e.identity not in new_ids) + doc.known
     return Intents(
         state=state,
         records=tuple(records),

@@ -89,6 +89,9 @@ class FeedState:
     rate_at: datetime | None = None  # when ``rate`` was last brought up to date
     last_parsed: datetime | None = None  # the last poll whose document parsed
     last_new: datetime | None = None  # the last poll that brought a new entry
+    # the index of the last parsed document's items (parse.encode_items): those of the
+    # next document that are byte for byte the same are not parsed again
+    items: bytes = b""
 
     @property
     def condition(self) -> str:

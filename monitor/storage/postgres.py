@@ -227,6 +227,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX entries_unlisted ON entries (first_seen, id) WHERE NOT listed;
     DROP INDEX entries_first_seen;
     """,
+    # 3: the index of each feed's last document's items (parse.encode_items), so
+    # that the items of the next one that are byte for byte the same are not parsed.
+    """
+    ALTER TABLE feeds ADD COLUMN items BYTEA;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -241,7 +246,7 @@ _STATE_COLUMNS = (
     "key, url, configured, title, etag, last_modified, body_hash, last_poll, last_status,"
     " last_error, error_count, next_due, gone, paused, failed_hash, failed_error,"
     " failed_tries, failing_entries, entry_error, article_error, rate, rate_at,"
-    " last_parsed, last_new"
+    " last_parsed, last_new, items"
 )
 _EARLIER = (
     ", (SELECT coalesce(json_agg(u.url ORDER BY u.id), '[]'::json) FROM feed_urls u"
@@ -536,7 +541,8 @@ class PostgresStorage:
     def _feed_row(row: Sequence[Any], earlier_urls: tuple[str, ...] | None = None) -> FeedState:
         (key, url, configured, title, etag, lm, bh, lp, ls, le, ec, nd, gone, paused) = row[:14]
         (fh, fe, ft, failing, ee, ae, rate, rate_at, parsed, last_new) = row[14:24]
-        earlier = row[24] if len(row) > 24 else None
+        items = row[24]
+        earlier = row[25] if len(row) > 25 else None
         return FeedState(
             key=str(key),
             url=str(url),
@@ -571,6 +577,7 @@ class PostgresStorage:
             rate_at=_utc(rate_at),
             last_parsed=_utc(parsed),
             last_new=_utc(last_new),
+            items=bytes(items) if items else b"",
         )
 
     def feed_state(self, url: str) -> FeedState:
@@ -706,8 +713,8 @@ class PostgresStorage:
             " INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
             " last_poll, last_status, last_error, error_count, next_due, gone, failed_hash,"
             " failed_error, failed_tries, failing_entries, entry_error, article_error,"
-            " rate, rate_at, last_parsed, last_new)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " rate, rate_at, last_parsed, last_new, items)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             " ON CONFLICT (key) DO UPDATE SET"
             " url=excluded.url, title=excluded.title, etag=excluded.etag,"
             " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
@@ -719,7 +726,7 @@ class PostgresStorage:
             " failing_entries=excluded.failing_entries, entry_error=excluded.entry_error,"
             " article_error=excluded.article_error, rate=excluded.rate,"
             " rate_at=excluded.rate_at, last_parsed=excluded.last_parsed,"
-            " last_new=excluded.last_new, leased_by=NULL, lease_until=NULL"
+            " last_new=excluded.last_new, items=excluded.items, leased_by=NULL, lease_until=NULL"
             # A poll that was in flight while a reload moved the feed to another URL
             # describes the old URL: its entries count, its state does not.
             " WHERE feeds.configured IS NOT DISTINCT FROM excluded.configured",
@@ -750,6 +757,7 @@ class PostgresStorage:
                 s.rate_at,
                 s.last_parsed,
                 s.last_new,
+                s.items or None,
             ),
         )
 

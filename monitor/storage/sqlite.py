@@ -225,6 +225,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX entries_unlisted ON entries (first_seen) WHERE listed = 0;
     DROP INDEX entries_first_seen;
     """,
+    # 9: the index of each feed's last document's items (parse.encode_items), so
+    # that the items of the next one that are byte for byte the same are not parsed.
+    """
+    ALTER TABLE feeds ADD COLUMN items BLOB;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -517,7 +522,7 @@ class SQLiteStorage:
         "key, url, configured, title, etag, last_modified, body_hash, last_poll, last_status,"
         " last_error, error_count, next_due, gone, paused, failed_hash, failed_error,"
         " failed_tries, failing_entries, entry_error, article_error, rate, rate_at,"
-        " last_parsed, last_new"
+        " last_parsed, last_new, items"
     )
     _EARLIER = (
         ", (SELECT json_group_array(url) FROM (SELECT url FROM feed_urls u WHERE u.feed = f.key"
@@ -530,7 +535,8 @@ class SQLiteStorage:
     ) -> FeedState:
         (key, url, configured, title, etag, lm, bh, lp, ls, le, ec, nd, gone, paused) = row[:14]
         (fh, fe, ft, failing, ee, ae, rate, rate_at, parsed, last_new) = row[14:24]
-        earlier = row[24] if len(row) > 24 else None
+        items = row[24]
+        earlier = row[25] if len(row) > 25 else None
         return FeedState(
             key=str(key),
             url=str(url),
@@ -565,6 +571,7 @@ class SQLiteStorage:
             rate_at=codec.dt(rate_at),  # type: ignore[arg-type]
             last_parsed=codec.dt(parsed),  # type: ignore[arg-type]
             last_new=codec.dt(last_new),  # type: ignore[arg-type]
+            items=bytes(items) if items else b"",  # type: ignore[call-overload]
         )
 
     def feed_state(self, url: str) -> FeedState:
@@ -711,8 +718,8 @@ class SQLiteStorage:
             "INSERT INTO feeds (key, url, configured, title, etag, last_modified, body_hash,"
             " last_poll, last_status, last_error, error_count, next_due, gone, failed_hash,"
             " failed_error, failed_tries, failing_entries, entry_error, article_error,"
-            " rate, rate_at, last_parsed, last_new)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " rate, rate_at, last_parsed, last_new, items)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(key) DO UPDATE SET"
             " url=excluded.url, title=excluded.title, etag=excluded.etag,"
             " last_modified=excluded.last_modified, body_hash=excluded.body_hash,"
@@ -724,7 +731,7 @@ class SQLiteStorage:
             " failing_entries=excluded.failing_entries, entry_error=excluded.entry_error,"
             " article_error=excluded.article_error, rate=excluded.rate,"
             " rate_at=excluded.rate_at, last_parsed=excluded.last_parsed,"
-            " last_new=excluded.last_new, leased_by=NULL, lease_until=NULL"
+            " last_new=excluded.last_new, items=excluded.items, leased_by=NULL, lease_until=NULL"
             # A poll that was in flight while a reload moved the feed to another URL
             # describes the old URL: its entries count, its state does not.
             " WHERE feeds.configured IS excluded.configured",
@@ -752,6 +759,7 @@ class SQLiteStorage:
                 codec.ts(s.rate_at),
                 codec.ts(s.last_parsed),
                 codec.ts(s.last_new),
+                s.items or None,
             ),
         )
 
