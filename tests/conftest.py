@@ -1,4 +1,4 @@
-"""Fixtures for every test: no daemon outlives the test that started it."""
+"""Fixtures for every test: no daemon outlives the test that started it; a feed server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import FeedServer, running
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +71,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_url")
     migrate(url)
     return url
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    """A FeedServer on loopback for the test (a module may define its own ``server``)."""
+    feeds = FeedServer()
+    with running(feeds):
+        yield feeds

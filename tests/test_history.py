@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from monitor.app import App
 from monitor.config import parse_config
@@ -26,7 +23,7 @@ from monitor.storage.base import FeedRef, NewEntry
 from monitor.storage.sqlite import MIGRATIONS, SQLiteStorage
 from monitor.types import FeedEntry
 from tests.feeds import Item, rss
-from tests.servers import FeedServer, running
+from tests.servers import FeedServer
 
 T0 = datetime(2025, 1, 20, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -178,13 +175,6 @@ def test_postgresql_migration_keeps_what_its_feeds_list(postgres_url: str) -> No
         assert store.seen("a", ["listed", "dropped", "unmarked"], []) == {"listed"}
     finally:
         store.close()
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    feeds = FeedServer()
-    with running(feeds):
-        yield feeds
 
 
 def test_polls_keep_what_each_document_lists_and_let_the_rest_go(

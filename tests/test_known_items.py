@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from monitor.config import parse_config
 from monitor.parse import decode_items, encode_items, parse_feed
 from monitor.storage import open_storage
 from monitor.types import ParsedFeed
-from tests.servers import FeedServer, running
+from tests.servers import FeedServer
 from tests.test_parse import CASES, FEEDS
 
 URL = "https://news.example/feed"
@@ -202,13 +201,6 @@ def test_any_sequence_of_documents_reads_as_the_whole_parse_does() -> None:
         skipped += len(part.known)
         index = part.items
     assert skipped > 100  # the walk did skip items, so it tested something
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    feeds = FeedServer()
-    with running(feeds):
-        yield feeds
 
 
 def test_through_the_daemons_path_known_items_stay_listed_and_new_ones_alert(

@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from monitor.app import App
 from monitor.config import parse_config
 from tests.feeds import Item, rss
-from tests.servers import FeedServer, running
+from tests.servers import FeedServer
 
 
 class HeldExecutor(Executor):
@@ -43,13 +41,6 @@ class HeldExecutor(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.gate.set()
         self.threads.shutdown(wait, cancel_futures=cancel_futures)
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    feeds = FeedServer()
-    with running(feeds):
-        yield feeds
 
 
 def test_an_unchanged_feed_is_polled_while_a_changed_one_waits_for_the_workers(
