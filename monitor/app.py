@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
@@ -57,6 +58,14 @@ def _origins(urls: Iterable[str]) -> frozenset[str]:
         if prefix not in by_prefix:
             by_prefix[prefix] = origin(prefix)
     return frozenset(by_prefix.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A new config's notifier targets and fetch policy, built before the switch."""
+
+    targets: Targets
+    policy: FetchPolicy
 
 
 def build_targets(config: Config, console: TextIO | None = None) -> Targets:
@@ -226,15 +235,19 @@ class App:
     def reload(self, config: Config) -> None:
         """Switch to a new valid config; polls in flight finish with the old one."""
         know_feeds(self.storage, config)
-        self.switch(config)
+        self.switch(config, self.prepare(config))
 
-    def switch(self, config: Config) -> None:
-        """The part of ``reload`` after the store knows the config's feeds (the daemon runs
-        ``know_feeds`` in a store thread first, so the event loop never waits for SQLite)."""
-        # may raise: nothing changes then
-        targets = build_targets(config, self._console)
+    def prepare(self, config: Config) -> Prepared:
+        """What ``switch`` needs that grows with the config (the fetch policy parses every
+        feed's origin: 0.7 s at 100,000 feeds on distinct hosts); the daemon runs it in a
+        thread so the event loop never waits for it. Raises when a notifier URL is bad."""
+        return Prepared(build_targets(config, self._console), fetch_policy(config))
+
+    def switch(self, config: Config, prepared: Prepared) -> None:
+        """The part of ``reload`` after the store knows the config's feeds and ``prepare``
+        ran (the daemon runs both off the event loop); cheap, and nothing fails here."""
+        targets, policy = prepared.targets, prepared.policy
         fetcher = self.context.fetcher
-        policy = fetch_policy(config)
         if policy != fetcher.policy:
             self._retired.append(fetcher)  # polls in flight still use it; closed at exit
             fetcher = Fetcher(policy)

@@ -233,9 +233,10 @@ class Daemon:
             if _watched(config) != self._watched:  # ${file:...} added or dropped
                 self._watched = _watched(config)
                 self._fingerprint = fingerprint(self._watched)
+            prepared = await asyncio.to_thread(self.app.prepare, config)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self.app.db_threads, know_feeds, self.app.storage, config)
-            self.app.switch(config)
+            self.app.switch(config, prepared)
         except ConfigError as exc:
             self.redactor.add(exc.secrets)
             for problem in exc.problems:
