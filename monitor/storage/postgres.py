@@ -232,6 +232,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feeds ADD COLUMN items BYTEA;
     """,
+    # 4: a story's band keys are searched only while it leads (is the first report
+    # for one of its rules, or became so when its first was pruned): a story copied
+    # by hundreds of feeds made every later copy read hundreds of bands per key.
+    """
+    ALTER TABLE story_bands ADD COLUMN leads BOOLEAN NOT NULL DEFAULT TRUE;
+    UPDATE story_bands b SET leads = FALSE WHERE NOT EXISTS (SELECT 1 FROM story_rules r
+        WHERE r.entry = b.entry AND r.first IS NULL);
+    CREATE INDEX story_bands_leads ON story_bands (key) WHERE leads;
+    DROP INDEX story_bands_key;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -952,7 +962,7 @@ class PostgresStorage:
             for e, blob in db.execute(
                 "SELECT DISTINCT s.entry, s.fingerprint FROM story_bands b JOIN stories s"
                 " ON s.entry = b.entry JOIN entries n ON n.id = s.entry"
-                " WHERE b.key = ANY(%s) AND s.seen >= %s AND n.feed != %s",
+                " WHERE b.key = ANY(%s) AND b.leads AND s.seen >= %s AND n.feed != %s",
                 (list(keys), since, feed),
             ):
                 candidates[int(e)] = bytes(blob)
@@ -966,11 +976,6 @@ class PostgresStorage:
             " ON CONFLICT (entry) DO UPDATE SET canonical = excluded.canonical,"
             " fingerprint = excluded.fingerprint, seen = excluded.seen",
             (entry_id, story.canonical, fp.to_bytes(), new.first_seen),
-        )
-        self._many(
-            db,
-            "INSERT INTO story_bands (key, entry) VALUES (%s, %s)",
-            [(k, entry_id) for k in keys],
         )
         copies: set[str] = set()
         for rule in rules:
@@ -989,6 +994,14 @@ class PostgresStorage:
             )
             if first is not None:
                 copies.add(rule)
+        # A copy for every rule it matched is never a first: its bands wait unsearched
+        # until its first is pruned (_forget_stories).
+        leads = len(copies) < len(rules)
+        self._many(
+            db,
+            "INSERT INTO story_bands (key, entry, leads) VALUES (%s, %s, %s)",
+            [(k, entry_id, leads) for k in keys],
+        )
         return copies
 
     def also_reported(self, entries: Sequence[int]) -> dict[int, list[str]]:
@@ -1335,6 +1348,12 @@ class PostgresStorage:
 
     def _forget_stories(self, db: psycopg.Connection[Any], old: list[int]) -> None:
         db.execute("DELETE FROM story_bands WHERE entry = ANY(%s)", (old,))
+        # their copies become first reports, searched from now on
+        db.execute(
+            "UPDATE story_bands SET leads = TRUE WHERE NOT leads AND entry IN"
+            " (SELECT entry FROM story_rules WHERE first = ANY(%s))",
+            (old,),
+        )
         db.execute("UPDATE story_rules SET first = NULL WHERE first = ANY(%s)", (old,))
         db.execute("DELETE FROM story_rules WHERE entry = ANY(%s)", (old,))
         db.execute("DELETE FROM stories WHERE entry = ANY(%s)", (old,))

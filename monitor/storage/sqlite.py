@@ -230,6 +230,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feeds ADD COLUMN items BLOB;
     """,
+    # 10: a story's band keys are searched only while it leads (is the first report
+    # for one of its rules, or became so when its first was pruned): a story copied
+    # by hundreds of feeds made every later copy read hundreds of bands per key.
+    """
+    ALTER TABLE story_bands ADD COLUMN leads INTEGER NOT NULL DEFAULT 1;
+    UPDATE story_bands SET leads = 0 WHERE NOT EXISTS (SELECT 1 FROM story_rules r
+        WHERE r.entry = story_bands.entry AND r.first IS NULL);
+    CREATE INDEX story_bands_leads ON story_bands (key) WHERE leads = 1;
+    DROP INDEX story_bands_key;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -928,7 +938,7 @@ class SQLiteStorage:
             for e, blob in self._db.execute(
                 "SELECT DISTINCT s.entry, s.fingerprint FROM story_bands b JOIN stories s"
                 " ON s.entry = b.entry JOIN entries n ON n.id = s.entry"
-                f" WHERE b.key IN ({marks}) AND s.seen >= ? AND n.feed != ?",
+                f" WHERE b.key IN ({marks}) AND b.leads = 1 AND s.seen >= ? AND n.feed != ?",
                 (*chunk, since, feed),
             ):
                 candidates[e] = blob
@@ -940,9 +950,6 @@ class SQLiteStorage:
         self._db.execute(
             "INSERT OR REPLACE INTO stories (entry, canonical, fingerprint, seen) VALUES (?,?,?,?)",
             (entry_id, story.canonical, fp.to_bytes(), new.first_seen.timestamp()),
-        )
-        self._db.executemany(
-            "INSERT INTO story_bands (key, entry) VALUES (?, ?)", [(k, entry_id) for k in keys]
         )
         copies: set[str] = set()
         for rule in rules:
@@ -961,6 +968,13 @@ class SQLiteStorage:
             )
             if first is not None:
                 copies.add(rule)
+        # A copy for every rule it matched is never a first: its bands wait unsearched
+        # until its first is pruned (_forget_stories).
+        leads = int(len(copies) < len(rules))
+        self._db.executemany(
+            "INSERT INTO story_bands (key, entry, leads) VALUES (?, ?, ?)",
+            [(k, entry_id, leads) for k in keys],
+        )
         return copies
 
     def also_reported(self, entries: Sequence[int]) -> dict[int, list[str]]:
@@ -1383,12 +1397,7 @@ class SQLiteStorage:
                 ]
             for chunk in _chunks(old, 500):
                 marks = ",".join("?" * len(chunk))
-                self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", chunk)
-                self._db.execute(
-                    f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", chunk
-                )
-                self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", chunk)
-                self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", chunk)
+                self._forget_stories(chunk)
                 self._db.execute(f"DELETE FROM outbox WHERE entry IN ({marks})", chunk)
                 self._db.execute(f"DELETE FROM articles WHERE entry IN ({marks})", chunk)
                 self._db.execute(f"DELETE FROM matches WHERE entry IN ({marks})", chunk)
@@ -1416,12 +1425,22 @@ class SQLiteStorage:
             ]
             if not old:
                 return 0
-            marks = ",".join("?" * len(old))
-            self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", old)
-            self._db.execute(f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", old)
-            self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", old)
-            self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", old)
+            self._forget_stories(old)
         return len(old)
+
+    def _forget_stories(self, old: Sequence[int]) -> None:
+        """Drop these entries' stories (in the transaction); their copies become first
+        reports, searched from now on."""
+        marks = ",".join("?" * len(old))
+        self._db.execute(f"DELETE FROM story_bands WHERE entry IN ({marks})", old)
+        self._db.execute(
+            "UPDATE story_bands SET leads = 1 WHERE leads = 0 AND entry IN"
+            f" (SELECT entry FROM story_rules WHERE first IN ({marks}))",
+            old,
+        )
+        self._db.execute(f"UPDATE story_rules SET first = NULL WHERE first IN ({marks})", old)
+        self._db.execute(f"DELETE FROM story_rules WHERE entry IN ({marks})", old)
+        self._db.execute(f"DELETE FROM stories WHERE entry IN ({marks})", old)
 
     def prune(self, text_before: datetime, limit: int | None = None) -> int:
         if limit is None:
