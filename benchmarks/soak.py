@@ -25,9 +25,11 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing
 import random
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -89,21 +91,14 @@ class PollLog:
         ]
 
 
-async def item_indexes(farm: Farm) -> list[bytes]:
-    """Each feed's item index (``ParsedFeed.items``) for its 20 seeded items, as a daemon
-    stores it after a poll: without it, every feed's first change in the soak would be
-    parsed whole, a one-time cost of an upgrade, not of a daemon in steady state.
-
-    Built from the farm's documents with the parser's own item split and digest (a
-    full parse of 100,000 documents takes minutes); the first documents are parsed
-    in full too, and the two must agree.
-    """
+async def _item_indexes(base: str, feeds: int, db: str) -> None:
     guid = re.compile(rb'<guid isPermaLink="false">farm:\d+:(\d+)</guid>')
-    out = [b""] * farm.feeds
     gate = asyncio.Semaphore(32)
+    rows: list[tuple[bytes, str]] = []
 
     async def one(session: aiohttp.ClientSession, i: int) -> None:
-        async with gate, session.get(farm.feed_url(i)) as response:
+        url = f"{base}/feed/{i}"
+        async with gate, session.get(url) as response:
             body = await response.read()
             headers = {k.lower(): v for k, v in response.headers.items()}
         clean, charset = parse.sanitize_xml(body, headers)
@@ -120,21 +115,51 @@ async def item_indexes(farm: Farm) -> list[bytes]:
                 raise RuntimeError(f"farm feed {i}: an item without its guid")
             if int(found.group(1)) < ITEMS:  # the seeded ones (a bump may have come first)
                 pairs.append((parse._item_digest(key, clean[a:b]), f"farm:{i}:{found[1].decode()}"))
-        out[i] = parse.encode_items(pairs)
+        index = parse.encode_items(pairs)
         if i < 50 and len(pairs) == len(spans):
-            whole = parse.parse_feed(body, farm.feed_url(i), headers).items
-            if parse.decode_items(whole) != parse.decode_items(out[i]):
+            whole = parse.parse_feed(body, url, headers).items
+            if parse.decode_items(whole) != parse.decode_items(index):
                 raise RuntimeError(f"farm feed {i}: the seeded index is not the parser's")
+        rows.append((index, url))
 
     async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(one(session, i) for i in range(farm.feeds)))
-    return out
+        for start in range(0, feeds, 5000):
+            await asyncio.gather(*(one(session, i) for i in range(start, min(feeds, start + 5000))))
+            with sqlite3.connect(db) as conn:
+                conn.executemany("UPDATE feeds SET items = ? WHERE key = ?", rows)
+            conn.close()
+            rows.clear()
+
+
+def _index_child(base: str, feeds: int, db: str) -> None:
+    asyncio.run(_item_indexes(base, feeds, db))
+
+
+def store_item_indexes(farm: Farm, db: Path) -> None:
+    """Store each feed's item index (``ParsedFeed.items``) of its 20 seeded items, as a
+    daemon stores it after a poll: without it, every feed's first change in the soak
+    would be parsed whole, a one-time cost of an upgrade, not of a daemon in steady
+    state.
+
+    Built from the farm's documents with the parser's own item split and digest (a
+    full parse of 100,000 documents takes minutes); the first documents are parsed in
+    full too, and the two must agree. In a child process, so that reading 100,000
+    documents leaves nothing in the measured process's memory.
+    """
+    child = multiprocessing.get_context("spawn").Process(
+        target=_index_child, args=(farm.base, farm.feeds, str(db))
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"indexing the farm's documents failed (exit code {child.exitcode})")
 
 
 def seed(
-    app: App, farm: Farm, interval: float, rng: random.Random, indexes: list[bytes]
+    app: App, farm: Farm, interval: float, rng: random.Random, db: Path
 ) -> dict[str, datetime]:
-    """Store every feed as polled once at version 0; next polls spread over one interval."""
+    """Store every feed as polled once at version 0, with its item index; next polls
+    spread over one interval."""
     now = datetime.now(UTC)
     due: dict[str, datetime] = {}
     for i, feed in enumerate(app.config.feeds):
@@ -149,7 +174,6 @@ def seed(
             last_status=200,
             last_parsed=now - timedelta(seconds=interval) + (next_due - now),
             next_due=next_due,
-            items=indexes[i],
         )
         entries = [
             NewEntry(
@@ -168,6 +192,7 @@ def seed(
         app.storage.commit_poll(state, entries)
     # Seeding 100,000 feeds takes most of a minute: the due times count from its end,
     # so no feed starts the soak overdue by the seeding's own duration.
+    store_item_indexes(farm, db)
     shift = datetime.now(UTC) - now
     due = {key: when + shift for key, when in due.items()}
     app.storage.set_due(list(due.items()))
@@ -190,8 +215,7 @@ async def soak(args: argparse.Namespace, farm: Farm, workdir: Path) -> dict[str,
     pool = process_pool(config)
     app = App(config, db=str(db), executor=pool)
     t = time.perf_counter()
-    indexes = await item_indexes(farm)
-    due = seed(app, farm, args.interval, random.Random(5), indexes)
+    due = seed(app, farm, args.interval, random.Random(5), db)
     farm.reset()  # the farm's counts are the soak's
     print(f"seeded {len(due)} feeds in {time.perf_counter() - t:.1f} s", flush=True)
 
