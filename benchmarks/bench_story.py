@@ -17,6 +17,11 @@
    are looked up: sketch, band keys, candidates, ``similar`` on each
    candidate read back from its stored bytes. Microseconds per entry, one
    process, one core.
+3. The store, one story in many feeds: a wire story stored as the first
+   report, then copied by 10, 100 and 400 other feeds (SQLite, a temporary
+   file); milliseconds to store (``commit_poll``, folding included) each of
+   the next 20 copies. The 100,000-feed soak's farm repeats 400 texts, so
+   every story there is copied hundreds of times within the hour.
 
 Usage: python benchmarks/bench_story.py [--stories N] [--queries N] [--quick]
 """
@@ -437,6 +442,54 @@ def cost_report(stories: int, queries: int, vary: float, name: str) -> None:
     )
 
 
+def store_report(levels: tuple[int, ...] = (10, 100, 400), probes: int = 20) -> None:
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.match import Hit, RuleMatch
+    from monitor.storage.base import FeedRef, NewEntry, Story
+    from monitor.storage.sqlite import SQLiteStorage
+    from monitor.types import FeedEntry
+
+    rng = random.Random(SEED)
+    text = rng.choice(models(rng)).story(rng, 400, VARY)
+    fp = fingerprint(story_text(title=text["title"], summary="", content=text["content"].casefold()))
+    t0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+    def copy(n: int) -> tuple[str, NewEntry]:
+        feed = f"https://f{n}.example/rss"
+        link = f"https://f{n}.example/a/{n}"
+        entry = FeedEntry(
+            identity=link, guid=link, link=link, title=text["title"], summary="", content=""
+        )
+        at = t0 + timedelta(seconds=n)
+        hit = RuleMatch("wire", (Hit("wire", "title", 0, 4),))
+        return feed, NewEntry(entry, at, matches=(hit,), story=Story(link, fp, 48 * 3600.0))
+
+    print("the store, one story copied by many feeds (SQLite): ms to store one more copy")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStorage(Path(tmp) / "story.db")
+        stored = 0
+        for level in levels:
+            while stored <= level:
+                feed, new = copy(stored)
+                store.ensure_feeds([FeedRef(feed)])
+                store.commit_poll(store.feed_state(feed), [new])
+                stored += 1
+            times = []
+            for _ in range(probes):
+                feed, new = copy(stored)
+                store.ensure_feeds([FeedRef(feed)])
+                state = store.feed_state(feed)
+                started = time.perf_counter()
+                store.commit_poll(state, [new])
+                times.append(time.perf_counter() - started)
+                stored += 1
+            times.sort()
+            print(f"  after {level:4d} copies: median {times[len(times) // 2] * 1000:6.2f} ms")
+        store.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=10_000)
@@ -464,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("one process, one core; the normalization (prepare) is not counted: the pipeline")
     print("has the normalized text from matching already.")
+    print()
+    store_report()
     return 0
 
 

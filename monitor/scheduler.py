@@ -74,6 +74,7 @@ class FeedScheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._claiming = asyncio.Lock()
+        self._ticks: set[asyncio.Task[None]] = set()  # claims the ticking job started
         self._backlog = False  # the last claim took all it asked for: more may be due
         self._renewed = 0.0
 
@@ -81,7 +82,10 @@ class FeedScheduler:
         from apscheduler.triggers.interval import IntervalTrigger
 
         self._scheduler.add_job(
-            self.tick, IntervalTrigger(seconds=self._tick_every), id="tick", name="claim due feeds"
+            self._fire,
+            IntervalTrigger(seconds=self._tick_every),
+            id="tick",
+            name="claim due feeds",
         )
         self._scheduler.start()
 
@@ -97,6 +101,17 @@ class FeedScheduler:
     def running(self, key: str) -> bool:
         """Whether the feed's poll is in flight here."""
         return key in self._tasks
+
+    async def _fire(self) -> None:
+        """The ticking job: starts a claim unless one is still running, and returns at
+        once. (Were the claim the job, every tick that came while a slow claim waited
+        for the store would be APScheduler's warning "maximum number of running
+        instances reached", some 20 an hour at 100,000 feeds.)"""
+        if self._stopping or self._claiming.locked():
+            return
+        task = asyncio.create_task(self.tick(), name="claim due feeds")
+        self._ticks.add(task)
+        task.add_done_callback(self._ticks.discard)
 
     async def tick(self) -> None:
         """Claim what is due (as many as there are free slots) and start those polls."""
@@ -156,6 +171,10 @@ class FeedScheduler:
         self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self._ticks:  # a claim in flight: its polls are polls in flight too
+            _done, stuck = await asyncio.wait(set(self._ticks), timeout=grace)
+            for task in stuck:  # a store that hangs: its leases run out
+                task.cancel()
         tasks = dict(self._tasks)
         if not tasks:
             return []

@@ -6,9 +6,12 @@ for the tick."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from monitor.scheduler import FeedScheduler
 from monitor.storage.base import FeedState
@@ -89,3 +92,46 @@ def test_no_more_polls_at_once_than_the_limit_and_a_backlog_does_not_wait_for_th
     calls, most_one, most_all = _run(keys, 1.2, poll_seconds=0.05, next_in=3600, limit=5)
     assert most_all == 5 and most_one == 1
     assert sorted(calls) == sorted(keys) and set(calls.values()) == {1}
+
+
+def test_a_claim_slower_than_the_tick_is_waited_for_without_apschedulers_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A claim that waits for a busy store longer than one tick: the ticks meanwhile
+    start no second claim, say nothing, and the feeds are polled once the claim ends."""
+    store = Store([f"f{i}" for i in range(3)])
+    claims = 0
+    at_once = most = 0
+
+    async def slow_claim(limit: int) -> list[FeedState]:
+        nonlocal claims, at_once, most
+        claims += 1
+        at_once += 1
+        most = max(most, at_once)
+        try:
+            await asyncio.sleep(0.5)  # two and a half ticks
+            return await store.claim(limit)
+        finally:
+            at_once -= 1
+
+    polled: list[str] = []
+
+    async def poll(state: FeedState) -> None:
+        polled.append(state.key)
+        store.due[state.key] = datetime.now(UTC) + timedelta(hours=1)
+        store.leased.discard(state.key)
+
+    async def main() -> None:
+        scheduler = FeedScheduler(
+            claim=slow_claim, poll=poll, renew=store.renew, limit=lambda: 10, tick=0.2
+        )
+        scheduler.start()
+        await asyncio.sleep(1.5)
+        await scheduler.shutdown(1)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(main())
+    assert sorted(polled) == ["f0", "f1", "f2"]
+    assert most == 1 and claims >= 2
+    noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noise == []
