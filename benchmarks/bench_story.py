@@ -453,7 +453,9 @@ def store_report(levels: tuple[int, ...] = (10, 100, 400), probes: int = 20) -> 
 
     rng = random.Random(SEED)
     text = rng.choice(models(rng)).story(rng, 400, VARY)
-    fp = fingerprint(story_text(title=text["title"], summary="", content=text["content"].casefold()))
+    fp = fingerprint(
+        story_text(title=text["title"], summary="", content=text["content"].casefold())
+    )
     t0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
     def copy(n: int) -> tuple[str, NewEntry]:
