@@ -190,9 +190,9 @@ def seed(
             for s in range(ITEMS)
         ]
         app.storage.commit_poll(state, entries)
-    # Seeding 100,000 feeds takes most of a minute: the due times count from its end,
-    # so no feed starts the soak overdue by the seeding's own duration.
     store_item_indexes(farm, db)
+    # Seeding 100,000 feeds takes a minute or two: the due times count from its end,
+    # so no feed starts the soak overdue by the seeding's own duration.
     shift = datetime.now(UTC) - now
     due = {key: when + shift for key, when in due.items()}
     app.storage.set_due(list(due.items()))

@@ -47,13 +47,27 @@ def _copy(store: Storage, n: int, at_hours: float) -> NewEntry:
     return _story_entry(store, n, cut, link=f"https://f{n}.example/a", at=T0 + at_hours * HOUR)
 
 
+def _first_report(store: Storage) -> None:
+    """The wire story as entry 1, on FEED."""
+    _on(store, FEED, _story_entry(store, 1, WIRE, link="https://heise.example/a", at=T0))
+
+
+def _copies_fold_and_take_over(store: Storage) -> None:
+    """After entry 1 and its copy, entry 2: a third copy folds into entry 1, and once
+    entry 1's story is pruned, a fourth folds into entry 2."""
+    _on(store, "https://f3.example/rss", _copy(store, 3, 2))
+    assert _alerted(store) == ["text 1"]
+    assert store.prune_stories(T0 + HOUR / 2) == 1
+    _on(store, "https://f4.example/rss", _copy(store, 4, 3))
+    assert _alerted(store) == ["text 1"]
+
+
 def _alerted(store: Storage) -> list[str]:
     return sorted(d.payload.title for d in store.due_deliveries(T0 + 30 * 24 * HOUR))  # type: ignore[union-attr]
 
 
 def test_a_copy_becomes_the_first_report_once_its_first_is_pruned(store: Storage) -> None:
-    store.ensure_feeds([FeedRef(FEED)])
-    _on(store, FEED, _story_entry(store, 1, WIRE, link="https://heise.example/a", at=T0))
+    _first_report(store)
     _on(store, "https://f2.example/rss", _copy(store, 2, 1))
     assert _alerted(store) == ["text 1"]
     # the first report's story leaves (past the story window); its copy now leads
@@ -80,8 +94,7 @@ def test_a_copy_for_one_rule_still_leads_for_another(store: Storage) -> None:
         )
         return replace(new, matches=(*new.matches, extra), outgoing=out)
 
-    store.ensure_feeds([FeedRef(FEED)])
-    _on(store, FEED, _story_entry(store, 1, WIRE, link="https://heise.example/a", at=T0))
+    _first_report(store)
     _on(store, "https://f2.example/rss", both(_copy(store, 2, 1)))  # first for Azure
     _on(store, "https://f3.example/rss", both(_copy(store, 3, 2)))  # a copy for both
     assert _alerted(store) == ["text 1", "text 2"]  # entry 3 folds into both
@@ -95,8 +108,7 @@ def _fold_steps(path: Path, copies: int) -> int:
     after ``copies`` copies of it from as many feeds."""
     store = SQLiteStorage(path)
     try:
-        store.ensure_feeds([FeedRef(FEED)])
-        _on(store, FEED, _story_entry(store, 1, WIRE, link="https://heise.example/a", at=T0))
+        _first_report(store)
         for n in range(2, copies + 2):
             _on(store, f"https://f{n}.example/rss", _copy(store, n, 1))
         last = f"https://f{copies + 2}.example/rss"
@@ -132,8 +144,7 @@ def test_a_database_of_the_last_schema_keeps_its_stories_and_searches_the_leads(
     its story on to its copy."""
     path = tmp_path / "old.db"
     store = SQLiteStorage(path)
-    store.ensure_feeds([FeedRef(FEED)])
-    _on(store, FEED, _story_entry(store, 1, WIRE, link="https://heise.example/a", at=T0))
+    _first_report(store)
     _on(store, "https://f2.example/rss", _copy(store, 2, 1))
     store.close()
     with sqlite3.connect(path) as db:  # back to schema 9, every band searched
@@ -146,11 +157,7 @@ def test_a_database_of_the_last_schema_keeps_its_stories_and_searches_the_leads(
     try:
         leads = dict(store._db.execute("SELECT entry, max(leads) FROM story_bands GROUP BY entry"))
         assert leads == {1: 1, 2: 0}
-        _on(store, "https://f3.example/rss", _copy(store, 3, 2))
-        assert _alerted(store) == ["text 1"]
-        assert store.prune_stories(T0 + HOUR / 2) == 1
-        _on(store, "https://f4.example/rss", _copy(store, 4, 3))
-        assert _alerted(store) == ["text 1"]
+        _copies_fold_and_take_over(store)
     finally:
         store.close()
 
@@ -163,8 +170,7 @@ def test_postgresql_migration_marks_the_copies(postgres_url: str) -> None:
 
     migrate(postgres_url)
     store = open_storage(postgres_url)
-    store.ensure_feeds([FeedRef(FEED)])
-    _on(store, FEED, _story_entry(store, 1, WIRE, link="https://heise.example/a", at=T0))
+    _first_report(store)
     _on(store, "https://f2.example/rss", _copy(store, 2, 1))
     store.close()
     with psycopg.connect(postgres_url, autocommit=True) as db:  # back to the last schema
@@ -179,10 +185,6 @@ def test_postgresql_migration_marks_the_copies(postgres_url: str) -> None:
             rows = db.execute("SELECT entry, bool_or(leads) FROM story_bands GROUP BY entry")
             leads = {int(e): bool(v) for e, v in rows}
         assert sorted(leads.values()) == [False, True]
-        _on(store, "https://f3.example/rss", _copy(store, 3, 2))
-        assert _alerted(store) == ["text 1"]
-        assert store.prune_stories(T0 + HOUR / 2) == 1
-        _on(store, "https://f4.example/rss", _copy(store, 4, 3))
-        assert _alerted(store) == ["text 1"]
+        _copies_fold_and_take_over(store)
     finally:
         store.close()
